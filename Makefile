@@ -1,0 +1,40 @@
+# hnmine: every target installs what it needs first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= out
+SHARED ?= ../shared/datasets/scifact
+
+.PHONY: install mine test lint bench bench-bm25 sample-data clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+mine: install
+	mkdir -p $(OUT)
+	$(BIN)/hnmine mine --queries sample_data/queries.parquet --corpus sample_data/corpus.parquet \
+		--qrels sample_data/qrels.parquet --output $(OUT)/sample_triplets.parquet --overwrite
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check hnmine tests benchmarks scripts
+
+bench: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(BIN)/python benchmarks/bm25.py
+
+bench-bm25: install
+	$(BIN)/python benchmarks/bm25.py
+
+sample-data: install
+	$(BIN)/python scripts/make_sample_data.py $(SHARED) sample_data
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from hnmine.cli import main
+
+main()

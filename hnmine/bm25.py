@@ -1,0 +1,62 @@
+"""Lexical candidates: BM25 over the corpus, scored exactly as rank-bm25's BM25Okapi scores them.
+
+Lexical neighbours are the classic hard negatives (DPR): they share the query's words but not its meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from hnmine.bm25_index import BM25Index, build_bm25_index
+from hnmine.candidates import CandidateBatch, set_column
+from hnmine.data import MiningData
+from hnmine.retrieval import topk_to_table
+from hnmine.tokenize import tokenize_many
+
+
+@dataclass
+class BM25Retriever:
+    """Top-``top_k`` BM25 candidates per query; also scores each query's positives on the same scale."""
+
+    kind: ClassVar[str] = "bm25"
+    top_k: int = 100
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25
+    stopwords: bool = False
+    backend: str = "sparse"
+    _index: BM25Index | None = field(default=None, init=False, repr=False)
+    _data: MiningData | None = field(default=None, init=False, repr=False)
+    _query_tokens: list[list[str]] = field(default_factory=list, init=False, repr=False)
+
+    def prepare(self, data: MiningData) -> None:
+        if self._data is data:
+            return
+        corpus_tokens = tokenize_many(data.doc_texts, stopwords=self.stopwords)
+        self._index = build_bm25_index(corpus_tokens, k1=self.k1, b=self.b, epsilon=self.epsilon,
+                                       backend=self.backend)
+        self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)
+        self._data = data
+
+    def score_pairs(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        """BM25 scores of arbitrary (query, doc) pairs, for positives and for fused candidates."""
+        assert self._index is not None, "prepare() first"
+        out = np.zeros(len(query_idx), dtype=np.float64)
+        for q in np.unique(query_idx):
+            rows = np.flatnonzero(query_idx == q)
+            out[rows] = self._index.score_docs(self._query_tokens[int(q)], doc_idx[rows].astype(np.int64))
+        return out
+
+    def apply(self, batch: CandidateBatch) -> CandidateBatch:
+        self.prepare(batch.data)
+        assert self._index is not None
+        doc_idx, scores = self._index.top_k([self._query_tokens[int(q)] for q in batch.queries], self.top_k)
+        candidates = topk_to_table(batch.queries, doc_idx, scores, self.kind)
+        pos = batch.positives
+        pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())
+        return CandidateBatch(batch.data, batch.queries, candidates,
+                              set_column(pos, "score", pos_scores, pa.float32()))

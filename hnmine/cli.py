@@ -1,0 +1,380 @@
+"""Command line: parse options, build a pipeline, run it, report. No mining logic lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hnmine.ambiguous import parse_zone
+from hnmine.config import load_pipeline, pipeline_to_toml
+from hnmine.cross_encoder import CrossEncoderDenoiser
+from hnmine.data import MiningData
+from hnmine.errors import InputError
+from hnmine.exclusion import PositiveExcluder
+from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
+from hnmine.output import FORMATS, MinedWriter, atomic_path, check_output_path, write_json_atomic
+from hnmine.pipeline import MiningReport, Pipeline
+from hnmine.recipe import MineOptions, build_pipeline
+from hnmine.report import build_manifest, manifest_path, print_summary
+from hnmine.triplets import TripletColumns, candidate_batch, read_triplets
+
+app = typer.Typer(
+    name="hnmine",
+    help="Offline hard-negative mining for retrieval and embedding models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+INPUT = "Input"
+COLUMNS = "Input columns"
+RETRIEVAL = "Retrieval"
+DENSE = "Dense encoder"
+DENOISE = "False-negative filtering"
+SELECT = "Zone and selection"
+OUTPUT = "Output"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(fn: Callable[[], T]) -> T:
+    """Bad input is one line and a non-zero exit; Ctrl-C leaves no partial output (see output.atomic_path)."""
+    try:
+        return fn()
+    except InputError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output was written", code=130)
+    raise AssertionError("unreachable")
+
+
+def _progress(total: int, description: str, quiet: bool) -> Progress:
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=quiet, transient=False)
+    progress.add_task(description, total=total)
+    return progress
+
+
+def _load(queries: Path | None, corpus: Path | None, qrels: Path | None, pairs: Path | None,
+          beir: Path | None, split: str, columns: ColumnNames, strict: bool) -> MiningData:
+    given = [n for n, v in (("--pairs", pairs), ("--beir", beir), ("--queries/--qrels", queries or qrels)) if v]
+    if len(given) > 1:
+        raise InputError(f"give one input layout, not {' and '.join(given)}")
+    if pairs is not None:
+        data = load_pairs_input(pairs, corpus, columns)
+    elif beir is not None:
+        if corpus is not None:
+            raise InputError("--beir brings its own corpus; drop --corpus")
+        data = load_beir(beir, split)
+    else:
+        missing = [n for n, v in (("--queries", queries), ("--corpus", corpus), ("--qrels", qrels)) if v is None]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)} (or give --pairs P.parquet, or --beir DIR)")
+        assert queries and corpus and qrels
+        data = load_qrels_inputs(queries, corpus, qrels, columns)
+    lacking = int((data.positive_counts == 0).sum())
+    if lacking and strict:
+        first = data.query_ids[int(np.flatnonzero(data.positive_counts == 0)[0])]
+        raise InputError(f"{lacking} queries have no positive in the qrels (first: {first!r}); "
+                         "drop --strict to skip them with a warning")
+    if lacking:
+        err.print(f"[yellow]warning:[/] skipping {lacking} queries with no positive")
+    return data.without_queries_lacking_positives()
+
+
+@app.command()
+def mine(
+    queries: Annotated[Path | None, typer.Option(help="Queries Parquet (query_id, query).",
+                                                 rich_help_panel=INPUT)] = None,
+    corpus: Annotated[Path | None, typer.Option(
+        help="Corpus Parquet (doc_id, text, optional title; title is prepended). With --pairs: extra documents.",
+        rich_help_panel=INPUT)] = None,
+    qrels: Annotated[Path | None, typer.Option(help="Positives Parquet (query_id, doc_id, optional score > 0).",
+                                               rich_help_panel=INPUT)] = None,
+    pairs: Annotated[Path | None, typer.Option(
+        help="One (anchor|query, positive) text file instead of queries/corpus/qrels; ids come from the text.",
+        rich_help_panel=INPUT)] = None,
+    beir: Annotated[Path | None, typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels).",
+                                              rich_help_panel=INPUT)] = None,
+    split: Annotated[str, typer.Option(help="BEIR qrels split to mine.", rich_help_panel=INPUT)] = "train",
+    strict: Annotated[bool, typer.Option(help="Fail, instead of warn and skip, on queries with no positive.",
+                                         rich_help_panel=INPUT)] = False,
+    query_id_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "query_id",
+    query_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "query",
+    doc_id_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "doc_id",
+    text_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "text",
+    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "title",
+    qrels_score_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "score",
+    positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
+                                                 rich_help_panel=COLUMNS)] = "positive",
+    output: Annotated[Path | None, typer.Option(help="Output file (Parquet; jsonl for flagembedding).",
+                                                rich_help_panel=OUTPUT)] = None,
+    format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
+                                        rich_help_panel=OUTPUT)] = "triplet",
+    audit_columns: Annotated[bool, typer.Option(
+        help="Add ids, ranks and scores after the text columns. --no-audit-columns writes only what a trainer "
+             "reads.", rich_help_panel=OUTPUT)] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.",
+                                            rich_help_panel=OUTPUT)] = False,
+    config: Annotated[Path | None, typer.Option(
+        help="Pipeline TOML listing the stages in order; replaces the retrieval/filter/selection flags.",
+        rich_help_panel=OUTPUT)] = None,
+    print_config: Annotated[bool, typer.Option(help="Print the effective pipeline as TOML and exit.",
+                                               rich_help_panel=OUTPUT)] = False,
+    chunk_size: Annotated[int, typer.Option(help="Queries per chunk; bounds memory.",
+                                            rich_help_panel=OUTPUT)] = 256,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)] = False,
+    retriever: Annotated[str, typer.Option(help="Candidate source: bm25 | dense | hybrid (RRF of both).",
+                                           rich_help_panel=RETRIEVAL)] = "dense",
+    num_negatives: Annotated[int, typer.Option(help="Negatives per query.", rich_help_panel=RETRIEVAL)] = 5,
+    range_min: Annotated[int, typer.Option(
+        help="Skip the top N non-positive candidates (false-negative guard).", rich_help_panel=RETRIEVAL)] = 10,
+    range_max: Annotated[int, typer.Option(help="Consider candidates up to this rank (non-positives).",
+                                           rich_help_panel=RETRIEVAL)] = 50,
+    top_k: Annotated[int | None, typer.Option(
+        help="Candidates retrieved per query. Default: range-max + the most positives any query has + 1.",
+        rich_help_panel=RETRIEVAL)] = None,
+    bm25_k1: Annotated[float, typer.Option(help="BM25 k1.", rich_help_panel=RETRIEVAL)] = 1.5,
+    bm25_b: Annotated[float, typer.Option(help="BM25 b.", rich_help_panel=RETRIEVAL)] = 0.75,
+    stopwords: Annotated[bool, typer.Option(help="Remove English stopwords before BM25.",
+                                            rich_help_panel=RETRIEVAL)] = False,
+    bm25_backend: Annotated[str, typer.Option(
+        help="sparse (fast, same scores) | rank-bm25 (the reference).", rich_help_panel=RETRIEVAL)] = "sparse",
+    rrf_k: Annotated[float, typer.Option(help="Hybrid: RRF constant k in 1/(k+rank).",
+                                         rich_help_panel=RETRIEVAL)] = 60.0,
+    model: Annotated[str, typer.Option(
+        help="SentenceTransformer name or local path. The default is bundled (no download).",
+        rich_help_panel=DENSE)] = "all-MiniLM-L6-v2",
+    query_prompt: Annotated[str, typer.Option(help="Prefix for queries, e.g. 'query: ' (e5/bge).",
+                                              rich_help_panel=DENSE)] = "",
+    corpus_prompt: Annotated[str, typer.Option(help="Prefix for passages, e.g. 'passage: '.",
+                                               rich_help_panel=DENSE)] = "",
+    batch_size: Annotated[int, typer.Option(help="Encoding batch size.", rich_help_panel=DENSE)] = 32,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps. Default: best available.",
+                                               rich_help_panel=DENSE)] = None,
+    dtype: Annotated[str, typer.Option(
+        help="Encoder precision: auto (bfloat16 where native) | float32 | bfloat16 | float16.",
+        rich_help_panel=DENSE)] = "float32",
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Embedding cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.", rich_help_panel=DENSE)] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse and store embeddings on disk.", rich_help_panel=DENSE)] = True,
+    cross_encoder: Annotated[str | None, typer.Option(
+        help="CrossEncoder name or path. When given, --max-score/--margin/--max-ratio apply to its scores.",
+        rich_help_panel=DENOISE)] = None,
+    max_score: Annotated[float | None, typer.Option(
+        help="Drop candidates scoring >= this. Scale: cross-encoder score if --cross-encoder, else the "
+             "retriever's (cosine for dense/hybrid, BM25 for bm25).", rich_help_panel=DENOISE)] = None,
+    margin: Annotated[float | None, typer.Option(
+        help="Drop candidates scoring >= the query's lowest positive score - M (same scale as --max-score).",
+        rich_help_panel=DENOISE)] = None,
+    max_ratio: Annotated[float | None, typer.Option(
+        help="Drop candidates scoring > R x the query's lowest positive score (NV-Retriever: 0.95).",
+        rich_help_panel=DENOISE)] = None,
+    ce_batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = 32,
+    ce_max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.",
+                                                      rich_help_panel=DENOISE)] = None,
+    zone: Annotated[str | None, typer.Option(
+        help="SimANS ambiguous zone LOW:HIGH: keep p-LOW <= s <= p+HIGH (p: the query's lowest positive; "
+             "s: cross-encoder score if any, else retriever score). Default: off.", rich_help_panel=SELECT)] = None,
+    sampling: Annotated[str, typer.Option(help="top | random | simans.", rich_help_panel=SELECT)] = "top",
+    simans_a: Annotated[float, typer.Option(help="SimANS a in exp(-a(s-p-b)^2).", rich_help_panel=SELECT)] = 0.5,
+    simans_b: Annotated[float, typer.Option(help="SimANS b (paper's sign).", rich_help_panel=SELECT)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for random/simans sampling.", rich_help_panel=SELECT)] = 0,
+) -> None:
+    """Mine hard negatives: retrieve, exclude positives, filter, select, write."""
+    started = time.time()
+    columns = ColumnNames(query_id=query_id_column, query=query_column, doc_id=doc_id_column, text=text_column,
+                          title=title_column, qrels_query_id=query_id_column, qrels_doc_id=doc_id_column,
+                          qrels_score=qrels_score_column, pairs_positive=positive_column,
+                          pairs_anchor=("anchor", query_column))
+    opts = MineOptions(
+        retriever=retriever, num_negatives=num_negatives, range_min=range_min, range_max=range_max, top_k=top_k,
+        model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt, batch_size=batch_size,
+        device=device, dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None, use_cache=cache,
+        bm25_k1=bm25_k1, bm25_b=bm25_b, stopwords=stopwords, bm25_backend=bm25_backend, rrf_k=rrf_k,
+        cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
+        max_score=max_score, margin=margin, max_ratio=max_ratio, zone=None, sampling=sampling,
+        simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size)
+
+    def build(max_positives: int = 10) -> Pipeline:
+        if config is not None:
+            return load_pipeline(config)
+        opts.zone = parse_zone(zone) if zone else None
+        return build_pipeline(opts, max_positives)
+
+    if print_config:
+        has_input = any(v is not None for v in (queries, qrels, pairs, beir))
+        data = _guarded(lambda: _load(queries, corpus, qrels, pairs, beir, split, columns, strict)) \
+            if has_input else None
+        pipeline = _guarded(lambda: build(int(data.positive_counts.max()) if data else 10))
+        typer.echo(pipeline_to_toml(pipeline))
+        return
+
+    def run() -> None:
+        if output is None:
+            raise InputError("missing --output")
+        out = check_output_path(output, overwrite)
+        build()  # options are checked before any data is read
+        data = _load(queries, corpus, qrels, pairs, beir, split, columns, strict)
+        pipeline = build(int(data.positive_counts.max()))
+        n = pipeline.target_negatives
+        if n is not None and data.num_docs - 1 < n:
+            raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")
+        with atomic_path(out) as tmp:
+            writer = MinedWriter(tmp, format, n, audit_columns)
+            with writer, _progress(data.num_queries, "mining queries", quiet) as progress:
+                task = progress.task_ids[0]
+                for batch in pipeline.run(data, on_chunk=lambda k: progress.advance(task, k)):
+                    writer.write(batch)
+        report = pipeline.report
+        report.rows_written, report.rows_dropped_by_format = writer.rows_written, writer.rows_dropped
+        options = {k: v for k, v in vars(opts).items()}
+        options.update(format=format, audit_columns=audit_columns, config=str(config) if config else None)
+        write_json_atomic(manifest_path(out), build_manifest("mine", pipeline, report, options, data.source,
+                                                             out, started))
+        if not quiet:
+            print_summary(report, err)
+            err.print(f"wrote {out} ({report.rows_written:,} rows) and {manifest_path(out).name}")
+
+    _guarded(run)
+
+
+@app.command()
+def denoise(
+    input: Annotated[Path, typer.Argument(help="Triplet Parquet with query / positive / negative text columns.")],
+    cross_encoder: Annotated[str, typer.Option(help="CrossEncoder name or local path (required).")],
+    output: Annotated[Path, typer.Option(help="Where to write the kept rows (Parquet).")],
+    max_score: Annotated[float | None, typer.Option(help="Drop rows whose negative's cross-encoder score >= T.")]
+    = None,
+    margin: Annotated[float | None, typer.Option(
+        help="Drop rows whose negative scores >= the query's lowest positive score - M.")] = None,
+    max_ratio: Annotated[float | None, typer.Option(
+        help="Drop rows whose negative scores > R x the query's lowest positive score.")] = None,
+    query_column: Annotated[str, typer.Option(help="Query text column.")] = "query",
+    positive_column: Annotated[str, typer.Option(help="Positive text column.")] = "positive",
+    negative_column: Annotated[str, typer.Option(help="Negative text column.")] = "negative",
+    batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.")] = 32,
+    max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... Default: best available.")] = None,
+    chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = 256,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or summary.")] = False,
+) -> None:
+    """Clean an existing triplet file with a cross-encoder: drop rows whose negative is a likely positive.
+
+    Rows whose negative equals the query or one of the query's positives (by normalised text) are always
+    dropped. Each distinct (query, passage) pair is scored once.
+    """
+    started = time.time()
+
+    def run() -> None:
+        out = check_output_path(output, overwrite)
+        if all(v is None for v in (max_score, margin, max_ratio)):
+            raise InputError("give at least one of --max-score, --margin, --max-ratio")
+        denoiser = CrossEncoderDenoiser(model=cross_encoder, max_score=max_score, margin=margin,
+                                        max_ratio=max_ratio, batch_size=batch_size, device=device,
+                                        max_length=max_length)
+        pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
+        triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
+        data = triplets.data
+        neg_scores: dict[tuple[int, int], float] = {}
+        pos_scores: dict[tuple[int, int], float] = {}
+        report: MiningReport = pipeline.report
+        report.queries, report.documents = data.num_queries, data.num_docs
+        report.positives = int(data.positive_counts.sum())
+        with _progress(data.num_queries, "denoising queries", quiet) as progress:
+            for start in range(0, data.num_queries, chunk_size):
+                queries = np.arange(start, min(start + chunk_size, data.num_queries), dtype=np.int32)
+                batch = pipeline.run_batch(candidate_batch(triplets, queries))
+                _collect(batch.candidates.to_pydict(), neg_scores)
+                _collect(batch.positives.to_pydict(), pos_scores)
+                progress.advance(progress.task_ids[0], len(queries))
+        keep = np.fromiter(((q, d) in neg_scores for q, d in zip(triplets.row_query.tolist(),
+                                                                 triplets.row_negative.tolist())),
+                           bool, count=len(triplets.row_query))
+        rows = np.flatnonzero(keep)
+        table = triplets.table.take(rows)
+        rq, rp, rn = triplets.row_query[rows], triplets.row_positive[rows], triplets.row_negative[rows]
+        table = _replace(table, "positive_ce_score", [pos_scores.get((q, p)) for q, p in zip(rq.tolist(), rp.tolist())])
+        table = _replace(table, "negative_ce_score", [neg_scores[(q, d)] for q, d in zip(rq.tolist(), rn.tolist())])
+        with atomic_path(out) as tmp:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+        report.rows_written = table.num_rows
+        report.negatives_emitted = len(neg_scores)
+        options: dict[str, Any] = {"cross_encoder": cross_encoder, "max_score": max_score, "margin": margin,
+                                   "max_ratio": max_ratio, "batch_size": batch_size, "max_length": max_length}
+        manifest = build_manifest("denoise", pipeline, report, options, {"triplets": str(input)}, out, started)
+        manifest["rows_in"] = triplets.table.num_rows
+        manifest["cross_encoder_pairs_scored"] = denoiser.pairs_scored
+        write_json_atomic(manifest_path(out), manifest)
+        if not quiet:
+            print_summary(report, err, title="hnmine denoise")
+            err.print(f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; "
+                      f"{denoiser.pairs_scored:,} cross-encoder pair evaluations; wrote {out}")
+
+    _guarded(run)
+
+
+def _collect(columns: dict[str, list], into: dict[tuple[int, int], float]) -> None:
+    for q, d, s in zip(columns["query_idx"], columns["doc_idx"], columns.get("ce_score", [])):
+        into[(q, d)] = s
+
+
+def _replace(table: Any, name: str, values: list) -> Any:
+    import pyarrow as pa
+
+    array = pa.array(values, pa.float32())
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, array)
+    return table.append_column(name, array)
+
+
+@app.command()
+def convert(
+    beir: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for queries/corpus/qrels .parquet.")],
+    split: Annotated[str, typer.Option(help="Qrels split to convert.")] = "train",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+) -> None:
+    """Convert a BEIR folder to hnmine's Parquet inputs (queries of the split only)."""
+
+    def run() -> None:
+        import pyarrow.parquet as pq
+
+        tables = read_beir(beir, split)
+        if not out_dir.exists():
+            os.makedirs(out_dir)
+        names = ("queries.parquet", "corpus.parquet", "qrels.parquet")
+        targets = [check_output_path(out_dir / n, overwrite) for n in names]
+        for table, target in zip(tables, targets):
+            with atomic_path(target) as tmp:
+                pq.write_table(table, tmp)
+        err.print(f"wrote {', '.join(str(t) for t in targets)} "
+                  f"({tables[0].num_rows:,} queries, {tables[1].num_rows:,} docs, {tables[2].num_rows:,} qrels)")
+
+    _guarded(run)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="hnmine")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Cross-encoder scoring and denoising.
+
+A cross-encoder reads query and passage together, so it is far better than the retriever at telling an
+unlabelled positive from a hard negative (RocketQA's denoising). Positives are scored by the same model,
+so relative thresholds compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from hnmine.candidates import CandidateBatch, set_column
+from hnmine.errors import InputError
+from hnmine.false_negatives import FalseNegativeFilter
+
+
+def _check_is_cross_encoder(name: str) -> None:
+    """A bi-encoder folder would load as a CrossEncoder with a random head and score noise: refuse it."""
+    config = Path(name) / "config.json"
+    if not config.exists():
+        return
+    try:
+        archs = json.loads(config.read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        return
+    if archs and not any("SequenceClassification" in a for a in archs):
+        raise InputError(
+            f"cross-encoder {name!r}: not a cross-encoder (architectures {', '.join(archs)}; "
+            "expected a *ForSequenceClassification model)"
+        )
+
+
+@lru_cache(maxsize=2)
+def load_cross_encoder(name: str, device: str | None = None, max_length: int | None = None) -> Any:
+    from sentence_transformers import CrossEncoder
+
+    _check_is_cross_encoder(name)
+    if not Path(name).exists() and ("/" in name and name.startswith((".", "/"))):
+        raise InputError(f"cross-encoder {name!r}: path not found")
+    try:
+        model = CrossEncoder(name, device=device, max_length=max_length)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cross-encoder {name!r}: could not be loaded ({first})") from None
+    labels = getattr(model, "num_labels", 1)
+    if labels != 1:
+        raise InputError(f"cross-encoder {name!r}: has {labels} output labels, expected a 1-label relevance model")
+    return model
+
+
+@dataclass
+class CrossEncoderScorer:
+    """Adds ``ce_score`` to candidates and positives, each distinct (query, doc) pair scored once."""
+
+    kind: ClassVar[str] = "cross_encoder_score"
+    model: str = ""
+    batch_size: int = 32
+    device: str | None = None
+    max_length: int | None = None
+    show_progress: bool = True
+    pairs_scored: int = field(default=0, init=False)
+
+    def score(self, batch: CandidateBatch, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        if len(query_idx) == 0:
+            return np.zeros(0, dtype=np.float64)
+        if not self.model:
+            raise InputError("cross-encoder scoring needs a model (--cross-encoder NAME_OR_PATH)")
+        pairs = np.stack([query_idx.astype(np.int64), doc_idx.astype(np.int64)], axis=1)
+        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        data = batch.data
+        inputs = [(data.query_texts[q], data.doc_texts[d]) for q, d in uniq.tolist()]
+        model = load_cross_encoder(self.model, self.device, self.max_length)
+        scores = model.predict(inputs, batch_size=self.batch_size,
+                               show_progress_bar=self.show_progress and len(inputs) > self.batch_size)
+        self.pairs_scored += len(inputs)
+        return np.asarray(scores, dtype=np.float64).reshape(-1)[inverse.reshape(-1)]
+
+    def apply(self, batch: CandidateBatch) -> CandidateBatch:
+        cand, pos = batch.candidates, batch.positives
+        nc = cand.num_rows
+        q = np.concatenate([cand.column("query_idx").to_numpy(), pos.column("query_idx").to_numpy()])
+        d = np.concatenate([cand.column("doc_idx").to_numpy(), pos.column("doc_idx").to_numpy()])
+        scores = self.score(batch, q, d)
+        return CandidateBatch(batch.data, batch.queries,
+                              set_column(cand, "ce_score", scores[:nc], pa.float32()),
+                              set_column(pos, "ce_score", scores[nc:], pa.float32()))
+
+
+@dataclass
+class CrossEncoderDenoiser:
+    """Score with a cross-encoder, then drop likely false negatives by thresholds on ``ce_score``."""
+
+    kind: ClassVar[str] = "cross_encoder_denoise"
+    model: str = ""
+    max_score: float | None = None
+    margin: float | None = None
+    max_ratio: float | None = None
+    batch_size: int = 32
+    device: str | None = None
+    max_length: int | None = None
+    _scorer: CrossEncoderScorer | None = field(default=None, init=False, repr=False)
+    _filter: FalseNegativeFilter | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
+        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score")
+
+    @property
+    def pairs_scored(self) -> int:
+        return self._scorer.pairs_scored if self._scorer else 0
+
+    def apply(self, batch: CandidateBatch) -> CandidateBatch:
+        assert self._scorer is not None and self._filter is not None
+        return self._filter.apply(self._scorer.apply(batch))

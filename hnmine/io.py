@@ -1,0 +1,295 @@
+"""Reading and validating inputs: Parquet (queries / corpus / qrels, or one pairs file) and BEIR folders.
+
+Every check names the file, the column and an example row, because a mining run that dies an hour in on
+row 3,000,017 of a corpus is the failure users remember. Nothing here writes; see ``output`` for that.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hnmine.data import MiningData, text_key
+from hnmine.errors import InputError
+
+
+@dataclass(frozen=True)
+class ColumnNames:
+    """Input column names; every one can be overridden from the command line."""
+
+    query_id: str = "query_id"
+    query: str = "query"
+    doc_id: str = "doc_id"
+    text: str = "text"
+    title: str = "title"
+    qrels_query_id: str = "query_id"
+    qrels_doc_id: str = "doc_id"
+    qrels_score: str = "score"
+    pairs_anchor: Sequence[str] = ("anchor", "query")
+    pairs_positive: str = "positive"
+
+
+def read_parquet(path: str | Path, role: str) -> pa.Table:
+    """Read a whole Parquet file, turning every way that can fail into one clear line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{role} file {path}: not found")
+    if path.is_dir():
+        raise InputError(f"{role} file {path}: is a directory, expected a Parquet file")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{role} file {path}: not a readable Parquet file ({exc})") from None
+
+
+def _require(table: pa.Table, path: str | Path, names: Sequence[str]) -> None:
+    for name in names:
+        if name not in table.column_names:
+            have = ", ".join(table.column_names) or "none"
+            raise InputError(f"{path}: missing required column '{name}' (columns present: {have})")
+
+
+def _first_present(table: pa.Table, names: Sequence[str]) -> str | None:
+    return next((n for n in names if n in table.column_names), None)
+
+
+def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
+    """Ids may be strings or integers in the file; internally they are strings so joins never mix types."""
+    column = table.column(name)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            or pa.types.is_integer(column.type)):
+        raise InputError(f"{path}: column '{name}' has type {column.type}, expected string or integer ids")
+    nulls = pc.is_null(column)
+    if pc.any(nulls).as_py():
+        row = pc.index(nulls, True).as_py()
+        raise InputError(f"{path}: column '{name}' row {row} (0-based) is null")
+    return [str(v) for v in column.to_pylist()]
+
+
+def text_column(table: pa.Table, path: str | Path, name: str, ids: list[str] | None = None,
+                id_name: str = "", allow_empty: bool = False) -> list[str]:
+    """Texts must be non-empty strings: an empty passage would become a meaningless negative."""
+    column = table.column(name)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InputError(f"{path}: column '{name}' has type {column.type}, expected string")
+    try:
+        values = column.to_pylist()
+    except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: column '{name}' holds text that is not valid UTF-8 ({exc})") from None
+    for row, value in enumerate(values):
+        if value is None or (not allow_empty and not value.strip()):
+            what = "null" if value is None else "empty"
+            at = f" ({id_name}={ids[row]!r})" if ids is not None else ""
+            raise InputError(f"{path}: column '{name}' row {row} (0-based){at} is {what}")
+    return values
+
+
+def _check_unique(ids: list[str], path: str | Path, name: str) -> None:
+    seen: dict[str, int] = {}
+    for row, value in enumerate(ids):
+        if value in seen:
+            raise InputError(
+                f"{path}: duplicate {name} {value!r} in rows {seen[value]} and {row} (0-based)"
+            )
+        seen[value] = row
+
+
+def read_corpus(path: str | Path, columns: ColumnNames = ColumnNames()) -> tuple[list[str], list[str]]:
+    """Corpus ids and retrieval texts, with the title prepended where there is one (the BEIR convention)."""
+    table = read_parquet(path, "corpus")
+    _require(table, path, [columns.doc_id, columns.text])
+    if table.num_rows == 0:
+        raise InputError(f"{path}: the corpus is empty")
+    ids = id_column(table, path, columns.doc_id)
+    _check_unique(ids, path, columns.doc_id)
+    texts = text_column(table, path, columns.text, ids, columns.doc_id)
+    if columns.title in table.column_names:
+        titles = text_column(table, path, columns.title, ids, columns.doc_id, allow_empty=True)
+        texts = [f"{t.strip()} {x}" if t and t.strip() else x for t, x in zip(titles, texts)]
+    return ids, texts
+
+
+def read_queries(path: str | Path, columns: ColumnNames = ColumnNames()) -> tuple[list[str], list[str]]:
+    table = read_parquet(path, "queries")
+    _require(table, path, [columns.query_id, columns.query])
+    if table.num_rows == 0:
+        raise InputError(f"{path}: no queries")
+    ids = id_column(table, path, columns.query_id)
+    _check_unique(ids, path, columns.query_id)
+    return ids, text_column(table, path, columns.query, ids, columns.query_id)
+
+
+def read_qrels(path: str | Path, columns: ColumnNames = ColumnNames()) -> list[tuple[str, str]]:
+    """(query id, doc id) positives. Rows with score <= 0 are judged non-relevant and are not positives."""
+    table = read_parquet(path, "qrels")
+    _require(table, path, [columns.qrels_query_id, columns.qrels_doc_id])
+    qids = id_column(table, path, columns.qrels_query_id)
+    dids = id_column(table, path, columns.qrels_doc_id)
+    if columns.qrels_score in table.column_names:
+        score = table.column(columns.qrels_score)
+        if not (pa.types.is_integer(score.type) or pa.types.is_floating(score.type)):
+            raise InputError(f"{path}: column '{columns.qrels_score}' has type {score.type}, expected a number")
+        scores = score.to_pylist()
+        return [(q, d) for q, d, s in zip(qids, dids, scores) if s is not None and s > 0]
+    return list(zip(qids, dids))
+
+
+def _link_qrels(qrels: list[tuple[str, str]], query_ids: list[str], doc_ids: list[str],
+                path: str | Path) -> list[tuple[int, int]]:
+    qpos = {q: i for i, q in enumerate(query_ids)}
+    dpos = {d: i for i, d in enumerate(doc_ids)}
+    pairs = []
+    for row, (q, d) in enumerate(qrels):
+        if q not in qpos:
+            raise InputError(f"{path}: row {row} (0-based) names query_id {q!r}, which is not in the queries")
+        if d not in dpos:
+            raise InputError(f"{path}: row {row} (0-based) names doc_id {d!r}, which is not in the corpus")
+        pairs.append((qpos[q], dpos[d]))
+    return pairs
+
+
+def load_qrels_inputs(queries: str | Path, corpus: str | Path, qrels: str | Path,
+                      columns: ColumnNames = ColumnNames()) -> MiningData:
+    """Queries + corpus + qrels, the layout of IR datasets."""
+    query_ids, query_texts = read_queries(queries, columns)
+    doc_ids, doc_texts = read_corpus(corpus, columns)
+    pairs = _link_qrels(read_qrels(qrels, columns), query_ids, doc_ids, qrels)
+    return MiningData.from_pairs(
+        query_ids, query_texts, doc_ids, doc_texts, pairs,
+        source={"queries": str(queries), "corpus": str(corpus), "qrels": str(qrels)},
+    )
+
+
+def derived_id(prefix: str, text: str) -> str:
+    """Ids for pairs files, which have none: stable across runs because they come from the text."""
+    return f"{prefix}{text_key(text):016x}"
+
+
+def load_pairs_input(pairs: str | Path, corpus: str | Path | None = None,
+                     columns: ColumnNames = ColumnNames()) -> MiningData:
+    """A sentence-transformers style (anchor, positive) file; the corpus is the positives plus ``corpus``.
+
+    A positive whose text equals a corpus document *is* that document, so it keeps the corpus id and can
+    never come back as its own negative under a different id.
+    """
+    table = read_parquet(pairs, "pairs")
+    anchor = _first_present(table, list(columns.pairs_anchor))
+    if anchor is None:
+        raise InputError(f"{pairs}: missing required column, one of {', '.join(columns.pairs_anchor)}")
+    _require(table, pairs, [columns.pairs_positive])
+    if table.num_rows == 0:
+        raise InputError(f"{pairs}: no pairs")
+    anchors = text_column(table, pairs, anchor)
+    positives = text_column(table, pairs, columns.pairs_positive)
+
+    doc_ids: list[str] = []
+    doc_texts: list[str] = []
+    by_key: dict[int, int] = {}
+    if corpus is not None:
+        doc_ids, doc_texts = read_corpus(corpus, columns)
+        for i, t in enumerate(doc_texts):
+            by_key.setdefault(text_key(t), i)
+    query_ids: list[str] = []
+    query_texts: list[str] = []
+    query_by_text: dict[str, int] = {}
+    pair_idx = []
+    for a, p in zip(anchors, positives):
+        if a not in query_by_text:
+            query_by_text[a] = len(query_ids)
+            query_ids.append(derived_id("q", a))
+            query_texts.append(a)
+        key = text_key(p)
+        if key not in by_key:
+            by_key[key] = len(doc_ids)
+            doc_ids.append(derived_id("d", p))
+            doc_texts.append(p)
+        pair_idx.append((query_by_text[a], by_key[key]))
+    source = {"pairs": str(pairs)}
+    if corpus is not None:
+        source["corpus"] = str(corpus)
+    return MiningData.from_pairs(query_ids, query_texts, doc_ids, doc_texts, pair_idx, source=source)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        raise InputError(f"BEIR file {path}: not found")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
+    return rows
+
+
+def _beir_qrels_path(root: Path, split: str) -> Path:
+    for candidate in (root / "qrels" / f"{split}.tsv", root / f"qrels-{split}.tsv"):
+        if candidate.exists():
+            return candidate
+    raise InputError(f"BEIR folder {root}: no qrels for split {split!r} (looked for qrels/{split}.tsv "
+                     f"and qrels-{split}.tsv)")
+
+
+def read_beir(root: str | Path, split: str = "train") -> tuple[pa.Table, pa.Table, pa.Table]:
+    """A BEIR folder as the three input tables, keeping only the queries the split judges.
+
+    Query metadata is dropped on purpose: in some BEIR sets (SciFact) it holds the relevance evidence.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"BEIR folder {root}: not found")
+    qrels_path = _beir_qrels_path(root, split)
+    qrels: list[tuple[str, str, int]] = []
+    with qrels_path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        for row_no, row in enumerate(reader):
+            row = [c.strip() for c in row]
+            if row_no == 0 and row and row[0] in ("query-id", "query_id", "qid"):
+                continue
+            if not row or not any(row):
+                continue
+            if len(row) < 3:
+                raise InputError(f"{qrels_path}: line {row_no + 1} has {len(row)} fields, expected 3")
+            try:
+                qrels.append((row[0], row[1], int(float(row[2]))))
+            except ValueError:
+                raise InputError(f"{qrels_path}: line {row_no + 1}: score {row[2]!r} is not a number") from None
+    wanted = {q for q, _, _ in qrels}
+    queries = [r for r in _read_jsonl(root / "queries.jsonl") if str(r.get("_id")) in wanted]
+    corpus = _read_jsonl(root / "corpus.jsonl")
+    corpus_table = pa.table({
+        "doc_id": [str(r["_id"]) for r in corpus],
+        "title": [r.get("title") or "" for r in corpus],
+        "text": [r.get("text") or "" for r in corpus],
+    })
+    queries_table = pa.table({"query_id": [str(r["_id"]) for r in queries],
+                              "query": [r.get("text") or "" for r in queries]})
+    qrels_table = pa.table({"query_id": [q for q, _, _ in qrels], "doc_id": [d for _, d, _ in qrels],
+                            "score": pa.array([s for _, _, s in qrels], pa.int32())})
+    return queries_table, corpus_table, qrels_table
+
+
+def load_beir(root: str | Path, split: str = "train") -> MiningData:
+    queries_t, corpus_t, qrels_t = read_beir(root, split)
+    tag = f"{root} (BEIR, split {split})"
+    query_ids = queries_t.column("query_id").to_pylist()
+    query_texts = text_column(queries_t, f"{root}/queries.jsonl", "query", query_ids, "_id")
+    doc_ids = corpus_t.column("doc_id").to_pylist()
+    _check_unique(doc_ids, f"{root}/corpus.jsonl", "_id")
+    texts = text_column(corpus_t, f"{root}/corpus.jsonl", "text", doc_ids, "_id")
+    titles = corpus_t.column("title").to_pylist()
+    texts = [f"{t.strip()} {x}" if t.strip() else x for t, x in zip(titles, texts)]
+    qrels = [(q, d) for q, d, s in zip(*(qrels_t.column(c).to_pylist() for c in ("query_id", "doc_id", "score")))
+             if s > 0]
+    pairs = _link_qrels(qrels, query_ids, doc_ids, _beir_qrels_path(Path(root), split))
+    return MiningData.from_pairs(query_ids, query_texts, doc_ids, texts, pairs, source={"beir": tag})

@@ -1,0 +1,276 @@
+"""Writing mined negatives in the layouts trainers read, atomically.
+
+Output goes to a temporary file beside the target and is renamed only when the run finished, so a
+pipeline step downstream can never pick up a half-written file, and a failed run leaves an existing
+output untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hnmine.candidates import CandidateBatch
+from hnmine.errors import InputError
+
+FORMATS = ("triplet", "n-tuple", "labeled-pair", "flagembedding")
+ROW_GROUP_ROWS = 16_384
+
+
+def check_output_path(path: str | Path, overwrite: bool) -> Path:
+    """Fail before any work is done, not after an hour of encoding."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise InputError(f"output {path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"output {path}: is a directory")
+    if path.exists() and not overwrite:
+        raise InputError(f"output {path}: already exists (pass --overwrite to replace it)")
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in the target's directory, renamed onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _texts(values: list[str], idx: np.ndarray) -> pa.Array:
+    return pa.array([values[i] for i in idx.tolist()], pa.string())
+
+
+def _col(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def _expand_by_positive(batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate row, positive row) index pairs: each negative once per positive of its query.
+
+    Ordered by query, then positive (in input order), then negative rank.
+    """
+    cand_q = _col(batch.candidates, "query_idx")
+    pos_q = _col(batch.positives, "query_idx")
+    pos_rows_of: dict[int, np.ndarray] = {}
+    for q in np.unique(pos_q):
+        pos_rows_of[int(q)] = np.flatnonzero(pos_q == q)
+    cand_rows, pos_rows = [], []
+    start = 0
+    n = len(cand_q)
+    while start < n:
+        q = int(cand_q[start])
+        end = start
+        while end < n and cand_q[end] == q:
+            end += 1
+        for p in pos_rows_of.get(q, np.zeros(0, np.int64)):
+            cand_rows.append(np.arange(start, end))
+            pos_rows.append(np.full(end - start, p))
+        start = end
+    if not cand_rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(cand_rows), np.concatenate(pos_rows)
+
+
+def _score_columns(batch: CandidateBatch) -> list[str]:
+    return [c for c in ("ce_score", "bm25_score", "rrf_score") if c in batch.candidates.column_names]
+
+
+def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
+    """One row per (query, positive, negative); the audit columns say where each negative came from."""
+    data, cand, pos = batch.data, batch.candidates, batch.positives
+    ci, pi = _expand_by_positive(batch)
+    q = _col(cand, "query_idx")[ci]
+    neg = _col(cand, "doc_idx")[ci]
+    posd = _col(pos, "doc_idx")[pi]
+    cols: dict[str, pa.Array] = {
+        "query": _texts(data.query_texts, q),
+        "positive": _texts(data.doc_texts, posd),
+        "negative": _texts(data.doc_texts, neg),
+    }
+    if audit:
+        cols.update({
+            "query_id": _texts(data.query_ids, q),
+            "positive_id": _texts(data.doc_ids, posd),
+            "negative_id": _texts(data.doc_ids, neg),
+            "negative_rank": pa.array(_col(cand, "rank")[ci], pa.int32()),
+            "negative_score": pa.array(_col(cand, "score")[ci], pa.float32()),
+            "positive_score": pa.array(_col(pos, "score")[pi] if "score" in pos.column_names
+                                       else np.full(len(pi), np.nan), pa.float32()),
+            "retriever": pa.array(_col(cand, "retriever")[ci].tolist(), pa.string()),
+        })
+        for name in _score_columns(batch):
+            cols[f"negative_{name}"] = pa.array(_col(cand, name)[ci], pa.float32())
+            if name in pos.column_names:
+                cols[f"positive_{name}"] = pa.array(_col(pos, name)[pi], pa.float32())
+    return pa.table(cols)
+
+
+def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) -> tuple[pa.Table, int]:
+    """One row per (query, positive) with exactly ``num_negatives`` negatives, best first.
+
+    Trainers need a fixed width, so queries with fewer negatives cannot be written in this layout; the
+    number of rows left out is returned so the run summary reports it.
+    """
+    data, cand, pos = batch.data, batch.candidates, batch.positives
+    cq, cd, crank = _col(cand, "query_idx"), _col(cand, "doc_idx"), _col(cand, "rank")
+    pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
+    rows: list[tuple[int, int, np.ndarray]] = []
+    dropped = 0
+    for p_row, (q, _d) in enumerate(zip(pq_.tolist(), pd_.tolist())):
+        negs = np.flatnonzero(cq == q)
+        if len(negs) < num_negatives:
+            dropped += 1
+            continue
+        rows.append((q, p_row, negs[:num_negatives]))
+    qs = np.array([r[0] for r in rows], dtype=np.int64)
+    prow = np.array([r[1] for r in rows], dtype=np.int64)
+    negm = np.array([r[2] for r in rows], dtype=np.int64).reshape(len(rows), num_negatives)
+    cols: dict[str, pa.Array] = {
+        "query": _texts(data.query_texts, qs),
+        "positive": _texts(data.doc_texts, pd_[prow] if len(rows) else prow),
+    }
+    for j in range(num_negatives):
+        cols[f"negative_{j + 1}"] = _texts(data.doc_texts, cd[negm[:, j]] if len(rows) else prow)
+    if audit:
+        cols["query_id"] = _texts(data.query_ids, qs)
+        cols["positive_id"] = _texts(data.doc_ids, pd_[prow] if len(rows) else prow)
+        cols["negative_ids"] = pa.array([[data.doc_ids[i] for i in cd[r]] for r in negm], pa.list_(pa.string()))
+        cols["negative_ranks"] = pa.array([crank[r].tolist() for r in negm], pa.list_(pa.int32()))
+        for name in ["score", *_score_columns(batch)]:
+            values = _col(cand, name)
+            cols[f"negative_{name}s"] = pa.array([values[r].tolist() for r in negm], pa.list_(pa.float32()))
+    return pa.table(cols), dropped
+
+
+def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
+    """(query, passage, label): each positive once with label 1, each negative once with label 0."""
+    data, cand, pos = batch.data, batch.candidates, batch.positives
+    q = np.concatenate([_col(pos, "query_idx"), _col(cand, "query_idx")]).astype(np.int64)
+    d = np.concatenate([_col(pos, "doc_idx"), _col(cand, "doc_idx")]).astype(np.int64)
+    label = np.r_[np.ones(pos.num_rows, np.int8), np.zeros(cand.num_rows, np.int8)]
+    order = np.lexsort((-label, q), )
+    q, d, label = q[order], d[order], label[order]
+    cols: dict[str, pa.Array] = {
+        "query": _texts(data.query_texts, q),
+        "passage": _texts(data.doc_texts, d),
+        "label": pa.array(label, pa.int8()),
+    }
+    if audit:
+        cols["query_id"] = _texts(data.query_ids, q)
+        cols["passage_id"] = _texts(data.doc_ids, d)
+        rank = np.r_[np.full(pos.num_rows, -1), _col(cand, "rank")][order]
+        cols["rank"] = pa.array(np.where(rank < 0, None, rank).tolist(), pa.int32())
+        for name in ["score", *_score_columns(batch)]:
+            pv = _col(pos, name) if name in pos.column_names else np.full(pos.num_rows, np.nan)
+            cols[name] = pa.array(np.r_[pv, _col(cand, name)][order], pa.float32())
+    return pa.table(cols)
+
+
+def flagembedding_lines(batch: CandidateBatch, audit: bool = True) -> list[str]:
+    """FlagEmbedding's training jsonl: ``{"query", "pos": [...], "neg": [...]}`` per query.
+
+    With a cross-encoder, ``pos_scores`` / ``neg_scores`` carry its scores, the fields FlagEmbedding
+    reads for distillation.
+    """
+    data, cand, pos = batch.data, batch.candidates, batch.positives
+    cq, cd = _col(cand, "query_idx"), _col(cand, "doc_idx")
+    pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
+    has_ce = "ce_score" in cand.column_names and "ce_score" in pos.column_names
+    lines = []
+    for q in batch.queries.tolist():
+        prow, nrow = np.flatnonzero(pq_ == q), np.flatnonzero(cq == q)
+        record: dict = {"query": data.query_texts[q], "pos": [data.doc_texts[i] for i in pd_[prow]],
+                        "neg": [data.doc_texts[i] for i in cd[nrow]]}
+        if has_ce:
+            record["pos_scores"] = [round(float(s), 6) for s in _col(pos, "ce_score")[prow]]
+            record["neg_scores"] = [round(float(s), 6) for s in _col(cand, "ce_score")[nrow]]
+        if audit:
+            record["query_id"] = data.query_ids[q]
+            record["pos_ids"] = [data.doc_ids[i] for i in pd_[prow]]
+            record["neg_ids"] = [data.doc_ids[i] for i in cd[nrow]]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return lines
+
+
+class MinedWriter:
+    """Streams batches into one output file of the chosen layout; call ``close`` to publish it."""
+
+    def __init__(self, tmp_path: Path, fmt: str, num_negatives: int | None = None, audit: bool = True) -> None:
+        if fmt not in FORMATS:
+            raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        if fmt == "n-tuple" and not num_negatives:
+            raise InputError("--format n-tuple needs --num-negatives")
+        self.tmp_path, self.fmt, self.num_negatives, self.audit = tmp_path, fmt, num_negatives, audit
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self._parquet: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._jsonl = tmp_path.open("w", encoding="utf-8") if fmt == "flagembedding" else None
+
+    def write(self, batch: CandidateBatch) -> None:
+        if self._jsonl is not None:
+            for line in flagembedding_lines(batch, self.audit):
+                self._jsonl.write(line + "\n")
+                self.rows_written += 1
+            return
+        if self.fmt == "triplet":
+            table = triplet_table(batch, self.audit)
+        elif self.fmt == "labeled-pair":
+            table = labeled_pair_table(batch, self.audit)
+        else:
+            assert self.num_negatives is not None
+            table, dropped = ntuple_table(batch, self.num_negatives, self.audit)
+            self.rows_dropped += dropped
+        if self._parquet is None:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self.tmp_path, table.schema)
+        if table.num_rows:
+            self._pending.append(table.cast(self._schema))
+            self._pending_rows += table.num_rows
+            self.rows_written += table.num_rows
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        """Fixed-size row groups, so the file's bytes do not depend on how queries were chunked."""
+        assert self._parquet is not None
+        while self._pending_rows >= ROW_GROUP_ROWS or (final and self._pending_rows):
+            table = pa.concat_tables(self._pending)
+            head, rest = table.slice(0, ROW_GROUP_ROWS), table.slice(ROW_GROUP_ROWS)
+            self._parquet.write_table(head, row_group_size=ROW_GROUP_ROWS)
+            self._pending = [rest] if rest.num_rows else []
+            self._pending_rows = rest.num_rows
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        elif self._parquet is not None:
+            self._flush(final=True)
+            self._parquet.close()
+
+    def __enter__(self) -> MinedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,136 @@
+"""Composition: run stages in order over chunks of queries, and count what each one removed.
+
+Chunking bounds memory by ``chunk_size x top_k`` candidate rows whatever the corpus size, and lets the
+output be written as the run goes. The report is how a user sees *why* a query ended up short of
+negatives instead of finding rows silently missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hnmine.candidates import CandidateBatch, sort_candidates
+from hnmine.data import MiningData
+from hnmine.selection import NegativeSelector
+from hnmine.stage import Stage, prepare
+
+
+@dataclass
+class StageCount:
+    kind: str
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: float = 0.0
+
+    @property
+    def dropped(self) -> int:
+        return self.rows_in - self.rows_out
+
+
+@dataclass
+class MiningReport:
+    """Counts a run accumulates; the CLI prints them and writes them into the run manifest."""
+
+    queries: int = 0
+    queries_skipped: list[str] = field(default_factory=list)
+    documents: int = 0
+    positives: int = 0
+    stages: list[StageCount] = field(default_factory=list)
+    prepare_seconds: float = 0.0
+    negatives_emitted: int = 0
+    target_negatives: int | None = None
+    short_queries: list[str] = field(default_factory=list)
+    queries_without_negatives: list[str] = field(default_factory=list)
+    rows_written: int = 0
+    rows_dropped_by_format: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "queries": self.queries,
+            "queries_skipped_no_positive": self.queries_skipped,
+            "documents": self.documents,
+            "positives": self.positives,
+            "stages": [{"kind": s.kind, "rows_in": s.rows_in, "rows_out": s.rows_out, "dropped": s.dropped,
+                        "seconds": round(s.seconds, 3)} for s in self.stages],
+            "prepare_seconds": round(self.prepare_seconds, 3),
+            "negatives_emitted": self.negatives_emitted,
+            "target_negatives_per_query": self.target_negatives,
+            "queries_short_of_negatives": self.short_queries,
+            "queries_without_negatives": self.queries_without_negatives,
+            "rows_written": self.rows_written,
+            "rows_dropped_by_format": self.rows_dropped_by_format,
+        }
+
+
+class Pipeline:
+    """An ordered list of stages; the first is normally a retriever, the last a ``NegativeSelector``."""
+
+    def __init__(self, stages: list[Stage], chunk_size: int = 256) -> None:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        self.stages = list(stages)
+        self.chunk_size = chunk_size
+        self.report = MiningReport()
+
+    @property
+    def target_negatives(self) -> int | None:
+        selectors = [s for s in self.stages if isinstance(s, NegativeSelector)]
+        return selectors[-1].num_negatives if selectors else None
+
+    def prepare(self, data: MiningData) -> None:
+        start = time.perf_counter()
+        for stage in self.stages:
+            prepare(stage, data)
+        self.report.prepare_seconds += time.perf_counter() - start
+
+    def run_batch(self, batch: CandidateBatch) -> CandidateBatch:
+        counts = {c.kind: c for c in self.report.stages}
+        for i, stage in enumerate(self.stages):
+            key = f"{i}:{stage.kind}"
+            count = counts.get(key)
+            if count is None:
+                count = StageCount(key)
+                self.report.stages.append(count)
+                counts[key] = count
+            start = time.perf_counter()
+            rows_in = batch.num_candidates
+            batch = stage.apply(batch)
+            count.seconds += time.perf_counter() - start
+            # A retriever creates candidates; count what it produced, not zero-in.
+            count.rows_in += rows_in if i else batch.num_candidates
+            count.rows_out += batch.num_candidates
+        return batch.with_candidates(sort_candidates(batch.candidates))
+
+    def run(self, data: MiningData, on_chunk: Callable[[int], None] | None = None) -> Iterator[CandidateBatch]:
+        """Yield one finished batch per chunk of queries, in query order."""
+        self.report.queries = data.num_queries
+        self.report.queries_skipped = list(data.skipped_queries)
+        self.report.documents = data.num_docs
+        self.report.positives = int(data.positive_counts.sum())
+        self.report.target_negatives = self.target_negatives
+        self.prepare(data)
+        for start in range(0, data.num_queries, self.chunk_size):
+            queries = np.arange(start, min(start + self.chunk_size, data.num_queries), dtype=np.int32)
+            batch = self.run_batch(CandidateBatch.start(data, queries))
+            self._count_outcome(batch)
+            if on_chunk is not None:
+                on_chunk(len(queries))
+            yield batch
+
+    def _count_outcome(self, batch: CandidateBatch) -> None:
+        q = batch.candidates.column("query_idx").to_numpy()
+        per_query = np.bincount(q - batch.queries[0], minlength=len(batch.queries)) if len(q) else (
+            np.zeros(len(batch.queries), dtype=np.int64))
+        self.report.negatives_emitted += int(per_query.sum())
+        target = self.target_negatives
+        for qi, n in zip(batch.queries.tolist(), per_query.tolist()):
+            if n == 0:
+                self.report.queries_without_negatives.append(batch.data.query_ids[qi])
+            if target is not None and n < target:
+                self.report.short_queries.append(batch.data.query_ids[qi])

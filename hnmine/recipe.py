@@ -1,0 +1,103 @@
+"""The standard pipeline, built from the flat options of ``hnmine mine``.
+
+retrieve -> exclude positives -> rank window -> (cross-encoder denoise | retriever-score filter)
+-> (ambiguous zone) -> select. The window comes before the cross-encoder on purpose: the expensive model
+only scores candidates that could still be emitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hnmine.ambiguous import AmbiguousZoneFilter
+from hnmine.bm25 import BM25Retriever
+from hnmine.cross_encoder import CrossEncoderDenoiser
+from hnmine.dense import DenseRetriever
+from hnmine.errors import InputError
+from hnmine.exclusion import PositiveExcluder
+from hnmine.false_negatives import FalseNegativeFilter
+from hnmine.hybrid import HybridRetriever
+from hnmine.pipeline import Pipeline
+from hnmine.selection import NegativeSelector
+from hnmine.stage import Stage
+from hnmine.window import RankWindow
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+
+
+@dataclass
+class MineOptions:
+    retriever: str = "dense"
+    num_negatives: int = 5
+    range_min: int = 10
+    range_max: int = 50
+    top_k: int | None = None
+    model: str = "all-MiniLM-L6-v2"
+    query_prompt: str = ""
+    corpus_prompt: str = ""
+    batch_size: int = 32
+    device: str | None = None
+    dtype: str = "float32"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+    stopwords: bool = False
+    bm25_backend: str = "sparse"
+    rrf_k: float = 60.0
+    cross_encoder: str | None = None
+    ce_batch_size: int = 32
+    ce_max_length: int | None = None
+    max_score: float | None = None
+    margin: float | None = None
+    max_ratio: float | None = None
+    zone: tuple[float, float] | None = None
+    sampling: str = "top"
+    simans_a: float = 0.5
+    simans_b: float = 0.0
+    seed: int = 0
+    chunk_size: int = 256
+
+    def validate(self) -> None:
+        if self.retriever not in RETRIEVERS:
+            raise InputError(f"--retriever {self.retriever!r}: expected one of {', '.join(RETRIEVERS)}")
+        if self.range_max - self.range_min < self.num_negatives:
+            raise InputError(
+                f"--range-min {self.range_min} and --range-max {self.range_max} leave "
+                f"{max(self.range_max - self.range_min, 0)} candidates, fewer than --num-negatives "
+                f"{self.num_negatives}"
+            )
+        if self.cross_encoder is None and self.retriever == "bm25" and self.max_ratio is not None:
+            raise InputError("--max-ratio on BM25 scores is meaningless; use --cross-encoder or a dense retriever")
+        if self.batch_size < 1 or self.ce_batch_size < 1 or self.chunk_size < 1:
+            raise InputError("--batch-size, --ce-batch-size and --chunk-size must be >= 1")
+
+
+def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
+    """``top_k`` defaults to the window plus room for the query's positives and its own text."""
+    opts.validate()
+    top_k = opts.top_k or opts.range_max + max_positives + 1
+    bm25 = BM25Retriever(top_k=top_k, k1=opts.bm25_k1, b=opts.bm25_b, stopwords=opts.stopwords,
+                         backend=opts.bm25_backend)
+    dense = DenseRetriever(model=opts.model, top_k=top_k, query_prompt=opts.query_prompt,
+                           corpus_prompt=opts.corpus_prompt, batch_size=opts.batch_size, device=opts.device,
+                           dtype=opts.dtype, cache_dir=opts.cache_dir, use_cache=opts.use_cache)
+    retriever: Stage
+    if opts.retriever == "bm25":
+        retriever = bm25
+    elif opts.retriever == "dense":
+        retriever = dense
+    else:
+        retriever = HybridRetriever(top_k=top_k, rrf_k=opts.rrf_k, bm25=bm25, dense=dense)
+    stages: list[Stage] = [retriever, PositiveExcluder(), RankWindow(opts.range_min, opts.range_max)]
+    if opts.cross_encoder:
+        stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
+                                           max_ratio=opts.max_ratio, batch_size=opts.ce_batch_size,
+                                           device=opts.device, max_length=opts.ce_max_length))
+    elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio)):
+        stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score"))
+    if opts.zone is not None:
+        stages.append(AmbiguousZoneFilter(low=opts.zone[0], high=opts.zone[1]))
+    stages.append(NegativeSelector(num_negatives=opts.num_negatives, strategy=opts.sampling, seed=opts.seed,
+                                   simans_a=opts.simans_a, simans_b=opts.simans_b))
+    return Pipeline(stages, chunk_size=opts.chunk_size)

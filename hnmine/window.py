@@ -1,0 +1,39 @@
+"""Rank window: keep candidates ranked in (range_min, range_max].
+
+Skipping the very top ranks is the oldest false-negative guard: the closest non-positive documents are the
+ones most likely to be unlabelled positives. Ranks count non-positive candidates only (positives are
+excluded and the rest re-ranked first), so ``range_min=10`` skips ten real candidates, not ten minus
+however many positives happened to rank high.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pyarrow.compute as pc
+
+from hnmine.candidates import CandidateBatch
+from hnmine.errors import InputError
+
+
+@dataclass
+class RankWindow:
+    kind: ClassVar[str] = "rank_window"
+    range_min: int = 0
+    range_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.range_min < 0:
+            raise InputError(f"--range-min must be >= 0, got {self.range_min}")
+        if self.range_max is not None and self.range_max <= self.range_min:
+            raise InputError(
+                f"--range-min ({self.range_min}) must be smaller than --range-max ({self.range_max})"
+            )
+
+    def apply(self, batch: CandidateBatch) -> CandidateBatch:
+        rank = batch.candidates.column("rank")
+        mask = pc.greater(rank, self.range_min)
+        if self.range_max is not None:
+            mask = pc.and_(mask, pc.less_equal(rank, self.range_max))
+        return batch.keep(mask)
