@@ -99,30 +99,36 @@ def _load(queries: Path | None, corpus: Path | None, qrels: Path | None, pairs: 
 
 @app.command()
 def mine(
-    queries: Annotated[Path | None, typer.Option(help="Queries Parquet (query_id, query).",
+    queries: Annotated[Path | None, typer.Option(help="Queries Parquet (query_id, query). Default: none.",
                                                  rich_help_panel=INPUT)] = None,
     corpus: Annotated[Path | None, typer.Option(
-        help="Corpus Parquet (doc_id, text, optional title; title is prepended). With --pairs: extra documents.",
+        help="Corpus Parquet (doc_id, text, optional title; title is prepended). With --pairs: extra "
+             "documents. Default: none.",
         rich_help_panel=INPUT)] = None,
-    qrels: Annotated[Path | None, typer.Option(help="Positives Parquet (query_id, doc_id, optional score > 0).",
+    qrels: Annotated[Path | None, typer.Option(
+        help="Positives Parquet (query_id, doc_id, optional score > 0). Default: none.",
                                                rich_help_panel=INPUT)] = None,
     pairs: Annotated[Path | None, typer.Option(
-        help="One (anchor|query, positive) text file instead of queries/corpus/qrels; ids come from the text.",
+        help="One (anchor|query, positive) text file instead of queries/corpus/qrels; ids come from the text. "
+             "Default: none.",
         rich_help_panel=INPUT)] = None,
-    beir: Annotated[Path | None, typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels).",
+    beir: Annotated[Path | None, typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels). Default: none.",
                                               rich_help_panel=INPUT)] = None,
     split: Annotated[str, typer.Option(help="BEIR qrels split to mine.", rich_help_panel=INPUT)] = "train",
     strict: Annotated[bool, typer.Option(help="Fail, instead of warn and skip, on queries with no positive.",
                                          rich_help_panel=INPUT)] = False,
-    query_id_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "query_id",
-    query_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "query",
-    doc_id_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "doc_id",
-    text_column: Annotated[str, typer.Option(rich_help_panel=COLUMNS)] = "text",
+    query_id_column: Annotated[str, typer.Option(help="Query id column (queries and qrels).",
+                                                 rich_help_panel=COLUMNS)] = "query_id",
+    query_column: Annotated[str, typer.Option(help="Query text column (queries; anchor alias in pairs).",
+                                              rich_help_panel=COLUMNS)] = "query",
+    doc_id_column: Annotated[str, typer.Option(help="Document id column (corpus and qrels).",
+                                               rich_help_panel=COLUMNS)] = "doc_id",
+    text_column: Annotated[str, typer.Option(help="Document text column.", rich_help_panel=COLUMNS)] = "text",
     title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "title",
     qrels_score_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "score",
     positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
                                                  rich_help_panel=COLUMNS)] = "positive",
-    output: Annotated[Path | None, typer.Option(help="Output file (Parquet; jsonl for flagembedding).",
+    output: Annotated[Path | None, typer.Option(help="Output file (Parquet; jsonl for flagembedding). Required.",
                                                 rich_help_panel=OUTPUT)] = None,
     format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
                                         rich_help_panel=OUTPUT)] = "triplet",
@@ -132,7 +138,8 @@ def mine(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.",
                                             rich_help_panel=OUTPUT)] = False,
     config: Annotated[Path | None, typer.Option(
-        help="Pipeline TOML listing the stages in order; replaces the retrieval/filter/selection flags.",
+        help="Pipeline TOML listing the stages in order; replaces the retrieval/filter/selection flags. "
+             "Default: none (the flags build the pipeline).",
         rich_help_panel=OUTPUT)] = None,
     print_config: Annotated[bool, typer.Option(help="Print the effective pipeline as TOML and exit.",
                                                rich_help_panel=OUTPUT)] = False,
@@ -165,7 +172,8 @@ def mine(
     corpus_prompt: Annotated[str, typer.Option(help="Prefix for passages, e.g. 'passage: '.",
                                                rich_help_panel=DENSE)] = "",
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.", rich_help_panel=DENSE)] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps. Default: best available.",
+    device: Annotated[str | None, typer.Option(
+        help="cpu, cuda, cuda:1, mps. Default: best available (sentence-transformers picks).",
                                                rich_help_panel=DENSE)] = None,
     dtype: Annotated[str, typer.Option(
         help="Encoder precision: auto (bfloat16 where native) | float32 | bfloat16 | float16.",
@@ -174,16 +182,19 @@ def mine(
         help="Embedding cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.", rich_help_panel=DENSE)] = None,
     cache: Annotated[bool, typer.Option(help="Reuse and store embeddings on disk.", rich_help_panel=DENSE)] = True,
     cross_encoder: Annotated[str | None, typer.Option(
-        help="CrossEncoder name or path. When given, --max-score/--margin/--max-ratio apply to its scores.",
+        help="CrossEncoder name or path. When given, --max-score/--margin/--max-ratio apply to its scores. "
+             "Default: none (no cross-encoder).",
         rich_help_panel=DENOISE)] = None,
     max_score: Annotated[float | None, typer.Option(
         help="Drop candidates scoring >= this. Scale: cross-encoder score if --cross-encoder, else the "
-             "retriever's (cosine for dense/hybrid, BM25 for bm25).", rich_help_panel=DENOISE)] = None,
+             "retriever's (cosine for dense/hybrid, BM25 for bm25). Default: off.", rich_help_panel=DENOISE)] = None,
     margin: Annotated[float | None, typer.Option(
-        help="Drop candidates scoring >= the query's lowest positive score - M (same scale as --max-score).",
+        help="Drop candidates scoring >= the query's lowest positive score - M (same scale as --max-score). "
+             "Default: off.",
         rich_help_panel=DENOISE)] = None,
     max_ratio: Annotated[float | None, typer.Option(
-        help="Drop candidates scoring > R x the query's lowest positive score (NV-Retriever: 0.95).",
+        help="Drop candidates scoring > R x the query's lowest positive score (NV-Retriever: 0.95; same scale "
+             "as --max-score). Default: off.",
         rich_help_panel=DENOISE)] = None,
     ce_batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = 32,
     ce_max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.",
@@ -198,6 +209,8 @@ def mine(
 ) -> None:
     """Mine hard negatives: retrieve, exclude positives, filter, select, write."""
     started = time.time()
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # the encoders' own progress bars
     columns = ColumnNames(query_id=query_id_column, query=query_column, doc_id=doc_id_column, text=text_column,
                           title=title_column, qrels_query_id=query_id_column, qrels_doc_id=doc_id_column,
                           qrels_score=qrels_score_column, pairs_positive=positive_column,
@@ -259,12 +272,13 @@ def denoise(
     input: Annotated[Path, typer.Argument(help="Triplet Parquet with query / positive / negative text columns.")],
     cross_encoder: Annotated[str, typer.Option(help="CrossEncoder name or local path (required).")],
     output: Annotated[Path, typer.Option(help="Where to write the kept rows (Parquet).")],
-    max_score: Annotated[float | None, typer.Option(help="Drop rows whose negative's cross-encoder score >= T.")]
+    max_score: Annotated[float | None, typer.Option(
+        help="Drop rows whose negative's cross-encoder score >= T. Default: off.")]
     = None,
     margin: Annotated[float | None, typer.Option(
-        help="Drop rows whose negative scores >= the query's lowest positive score - M.")] = None,
+        help="Drop rows whose negative scores >= the query's lowest positive score - M. Default: off.")] = None,
     max_ratio: Annotated[float | None, typer.Option(
-        help="Drop rows whose negative scores > R x the query's lowest positive score.")] = None,
+        help="Drop rows whose negative scores > R x the query's lowest positive score. Default: off.")] = None,
     query_column: Annotated[str, typer.Option(help="Query text column.")] = "query",
     positive_column: Annotated[str, typer.Option(help="Positive text column.")] = "positive",
     negative_column: Annotated[str, typer.Option(help="Negative text column.")] = "negative",
@@ -281,6 +295,8 @@ def denoise(
     dropped. Each distinct (query, passage) pair is scored once.
     """
     started = time.time()
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
 
     def run() -> None:
         out = check_output_path(output, overwrite)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, sort_candidates
 from hnmine.data import MiningData
@@ -122,6 +123,13 @@ class Pipeline:
             if on_chunk is not None:
                 on_chunk(len(queries))
             yield batch
+
+    def triplets(self, data: MiningData, audit: bool = True) -> pa.Table:
+        """The whole run as one triplet table, for mining inside a training script."""
+        from hnmine.output import triplet_table
+
+        tables = [triplet_table(batch, audit) for batch in self.run(data)]
+        return pa.concat_tables(tables)
 
     def _count_outcome(self, batch: CandidateBatch) -> None:
         q = batch.candidates.column("query_idx").to_numpy()
