@@ -15,8 +15,9 @@ switch of backend never changes which negatives are mined.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, count
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -133,14 +134,14 @@ class SparseBM25Index(_TopK):
                  epsilon: float = 0.25) -> None:
         self.n_docs = n_docs = len(corpus_tokens)
         # Term ids in order of first appearance: the order in which BM25Okapi fills its document-frequency
-        # dict, and therefore the order in which it sums the idfs into ``average_idf``.
-        # ``dict.fromkeys`` and ``map`` keep the per-token work in C; a Python loop here costs more than
-        # rank-bm25's whole build.
-        vocab = {t: i for i, t in enumerate(dict.fromkeys(chain.from_iterable(corpus_tokens)))}
+        # dict, and therefore the order in which it sums the idfs into ``average_idf``. A defaultdict fed by
+        # a counter hands out those ids in one pass that stays in C (``map`` over ``__getitem__``); a Python
+        # loop over the tokens would cost more than rank-bm25's whole build.
+        new_id = defaultdict(count().__next__)
         doc_len = np.fromiter(map(len, corpus_tokens), dtype=np.int64, count=n_docs)
-        term_ids = np.fromiter(map(vocab.__getitem__, chain.from_iterable(corpus_tokens)), dtype=np.int32,
+        term_ids = np.fromiter(map(new_id.__getitem__, chain.from_iterable(corpus_tokens)), dtype=np.int32,
                                count=int(doc_len.sum()))
-        self._vocab = vocab
+        self._vocab = vocab = dict(new_id)  # a plain dict: looking up a query token must not add it
         n_terms = len(vocab)
         if n_terms == 0:  # no tokens at all: every score is 0, as RankBM25Index reports
             self._weights = sp.csr_matrix((0, n_docs), dtype=np.float64)

@@ -14,7 +14,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hnmine import __version__
 from hnmine.ambiguous import parse_zone
+from hnmine.checkpoint import ChunkCheckpoint, fingerprint
 from hnmine.config import load_pipeline, pipeline_to_toml
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.data import MiningData
@@ -24,7 +26,7 @@ from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_input
 from hnmine.output import FORMATS, MinedWriter, atomic_path, check_output_path, write_json_atomic
 from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_pipeline
-from hnmine.report import build_manifest, manifest_path, print_summary
+from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
 from hnmine.triplets import TripletColumns, candidate_batch, read_triplets
 
 app = typer.Typer(
@@ -146,6 +148,9 @@ def mine(
     chunk_size: Annotated[int, typer.Option(help="Queries per chunk; bounds memory.",
                                             rich_help_panel=OUTPUT)] = 256,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Keep finished chunks in .OUTPUT.partial/ so an interrupted run continues where it stopped (same "
+             "inputs and options); --no-resume starts over.", rich_help_panel=OUTPUT)] = True,
     retriever: Annotated[str, typer.Option(help="Candidate source: bm25 | dense | hybrid (RRF of both).",
                                            rich_help_panel=RETRIEVAL)] = "dense",
     num_negatives: Annotated[int, typer.Option(help="Negatives per query.", rich_help_panel=RETRIEVAL)] = 5,
@@ -248,12 +253,29 @@ def mine(
         n = pipeline.target_negatives
         if n is not None and data.num_docs - 1 < n:
             raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")
+        checkpoint = ChunkCheckpoint(out, fingerprint({
+            "version": __version__, "inputs": {k: input_entry(v) for k, v in data.source.items()},
+            "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns,
+        }), enabled=resume)
+        pipeline.start(data)
         with atomic_path(out) as tmp:
             writer = MinedWriter(tmp, format, n, audit_columns)
             with writer, _progress(data.num_queries, "mining queries", quiet) as progress:
                 task = progress.task_ids[0]
-                for batch in pipeline.run(data, on_chunk=lambda k: progress.advance(task, k)):
-                    writer.write(batch)
+                for i, chunk in enumerate(pipeline.chunks(data)):
+                    done = checkpoint.load(i)
+                    if done is not None:
+                        payload, dropped, counts = done
+                        pipeline.report.add_chunk(counts)
+                    else:
+                        batch, counts = pipeline.run_chunk(data, chunk)
+                        payload, dropped = writer.format(batch)
+                        checkpoint.save(i, payload, dropped, counts)
+                    writer.write_formatted(payload, dropped)
+                    progress.advance(task, len(chunk))
+        checkpoint.clear()
+        if checkpoint.resumed_chunks and not quiet:
+            err.print(f"resumed: {checkpoint.resumed_chunks} finished chunks were read back from the checkpoint")
         report = pipeline.report
         report.rows_written, report.rows_dropped_by_format = writer.rows_written, writer.rows_dropped
         options = {k: v for k, v in vars(opts).items()}

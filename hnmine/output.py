@@ -224,20 +224,30 @@ class MinedWriter:
         self._pending_rows = 0
         self._jsonl = tmp_path.open("w", encoding="utf-8") if fmt == "flagembedding" else None
 
-    def write(self, batch: CandidateBatch) -> None:
-        if self._jsonl is not None:
-            for line in flagembedding_lines(batch, self.audit):
-                self._jsonl.write(line + "\n")
-                self.rows_written += 1
-            return
+    def format(self, batch: CandidateBatch) -> tuple[pa.Table | list[str], int]:
+        """The batch in this layout, and how many (query, positive) rows the layout could not hold."""
+        if self.fmt == "flagembedding":
+            return flagembedding_lines(batch, self.audit), 0
         if self.fmt == "triplet":
-            table = triplet_table(batch, self.audit)
-        elif self.fmt == "labeled-pair":
-            table = labeled_pair_table(batch, self.audit)
-        else:
-            assert self.num_negatives is not None
-            table, dropped = ntuple_table(batch, self.num_negatives, self.audit)
-            self.rows_dropped += dropped
+            return triplet_table(batch, self.audit), 0
+        if self.fmt == "labeled-pair":
+            return labeled_pair_table(batch, self.audit), 0
+        assert self.num_negatives is not None
+        return ntuple_table(batch, self.num_negatives, self.audit)
+
+    def write(self, batch: CandidateBatch) -> None:
+        payload, dropped = self.format(batch)
+        self.write_formatted(payload, dropped)
+
+    def write_formatted(self, payload: pa.Table | list[str], dropped: int = 0) -> None:
+        self.rows_dropped += dropped
+        if isinstance(payload, list):
+            assert self._jsonl is not None
+            for line in payload:
+                self._jsonl.write(line + "\n")
+            self.rows_written += len(payload)
+            return
+        table = payload
         if self._parquet is None:
             self._schema = table.schema
             self._parquet = pq.ParquetWriter(self.tmp_path, table.schema)

@@ -49,6 +49,21 @@ class MiningReport:
     rows_written: int = 0
     rows_dropped_by_format: int = 0
 
+    def add_chunk(self, counts: dict) -> None:
+        """Merge one chunk's counts (live, or read back from a checkpoint of an interrupted run)."""
+        by_kind = {c.kind: c for c in self.stages}
+        for kind, rows_in, rows_out, seconds in counts.get("stages", []):
+            if kind not in by_kind:
+                by_kind[kind] = StageCount(kind)
+                self.stages.append(by_kind[kind])
+            count = by_kind[kind]
+            count.rows_in += rows_in
+            count.rows_out += rows_out
+            count.seconds += seconds
+        self.negatives_emitted += counts.get("negatives", 0)
+        self.queries_without_negatives.extend(counts.get("without", []))
+        self.short_queries.extend(counts.get("short", []))
+
     def as_dict(self) -> dict:
         return {
             "queries": self.queries,
@@ -91,35 +106,46 @@ class Pipeline:
         self.report.prepare_seconds += time.perf_counter() - start
 
     def run_batch(self, batch: CandidateBatch) -> CandidateBatch:
-        counts = {c.kind: c for c in self.report.stages}
+        batch, counts = self._run_stages(batch)
+        self.report.add_chunk(counts)
+        return batch
+
+    def _run_stages(self, batch: CandidateBatch) -> tuple[CandidateBatch, dict]:
+        stage_counts = []
         for i, stage in enumerate(self.stages):
-            key = f"{i}:{stage.kind}"
-            count = counts.get(key)
-            if count is None:
-                count = StageCount(key)
-                self.report.stages.append(count)
-                counts[key] = count
             start = time.perf_counter()
             rows_in = batch.num_candidates
             batch = stage.apply(batch)
-            count.seconds += time.perf_counter() - start
             # A retriever creates candidates; count what it produced, not zero-in.
-            count.rows_in += rows_in if i else batch.num_candidates
-            count.rows_out += batch.num_candidates
-        return batch.with_candidates(sort_candidates(batch.candidates))
+            stage_counts.append([f"{i}:{stage.kind}", rows_in if i else batch.num_candidates, batch.num_candidates,
+                                 time.perf_counter() - start])
+        return batch.with_candidates(sort_candidates(batch.candidates)), {"stages": stage_counts}
 
-    def run(self, data: MiningData, on_chunk: Callable[[int], None] | None = None) -> Iterator[CandidateBatch]:
-        """Yield one finished batch per chunk of queries, in query order."""
+    def start(self, data: MiningData) -> None:
+        """Record what the run is over; stages prepare lazily, so a resumed run that needs no chunk skips it."""
         self.report.queries = data.num_queries
         self.report.queries_skipped = list(data.skipped_queries)
         self.report.documents = data.num_docs
         self.report.positives = int(data.positive_counts.sum())
         self.report.target_negatives = self.target_negatives
+
+    def chunks(self, data: MiningData) -> list[np.ndarray]:
+        return [np.arange(s, min(s + self.chunk_size, data.num_queries), dtype=np.int32)
+                for s in range(0, data.num_queries, self.chunk_size)]
+
+    def run_chunk(self, data: MiningData, queries: np.ndarray) -> tuple[CandidateBatch, dict]:
+        """One chunk through every stage; returns the batch and its counts (already added to the report)."""
+        batch, counts = self._run_stages(CandidateBatch.start(data, queries))
+        counts.update(self._outcome(batch))
+        self.report.add_chunk(counts)
+        return batch, counts
+
+    def run(self, data: MiningData, on_chunk: Callable[[int], None] | None = None) -> Iterator[CandidateBatch]:
+        """Yield one finished batch per chunk of queries, in query order."""
+        self.start(data)
         self.prepare(data)
-        for start in range(0, data.num_queries, self.chunk_size):
-            queries = np.arange(start, min(start + self.chunk_size, data.num_queries), dtype=np.int32)
-            batch = self.run_batch(CandidateBatch.start(data, queries))
-            self._count_outcome(batch)
+        for queries in self.chunks(data):
+            batch, _ = self.run_chunk(data, queries)
             if on_chunk is not None:
                 on_chunk(len(queries))
             yield batch
@@ -131,14 +157,15 @@ class Pipeline:
         tables = [triplet_table(batch, audit) for batch in self.run(data)]
         return pa.concat_tables(tables)
 
-    def _count_outcome(self, batch: CandidateBatch) -> None:
+    def _outcome(self, batch: CandidateBatch) -> dict:
         q = batch.candidates.column("query_idx").to_numpy()
         per_query = np.bincount(q - batch.queries[0], minlength=len(batch.queries)) if len(q) else (
             np.zeros(len(batch.queries), dtype=np.int64))
-        self.report.negatives_emitted += int(per_query.sum())
         target = self.target_negatives
-        for qi, n in zip(batch.queries.tolist(), per_query.tolist()):
-            if n == 0:
-                self.report.queries_without_negatives.append(batch.data.query_ids[qi])
-            if target is not None and n < target:
-                self.report.short_queries.append(batch.data.query_ids[qi])
+        ids = batch.data.query_ids
+        pairs = list(zip(batch.queries.tolist(), per_query.tolist()))
+        return {
+            "negatives": int(per_query.sum()),
+            "without": [ids[qi] for qi, n in pairs if n == 0],
+            "short": [ids[qi] for qi, n in pairs if target is not None and n < target],
+        }

@@ -78,7 +78,7 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _input_entry(path: str) -> dict[str, Any]:
+def input_entry(path: str) -> dict[str, Any]:
     p = Path(path.split(" (")[0])
     if p.is_file():
         return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
@@ -92,7 +92,7 @@ def build_manifest(command: str, pipeline: Pipeline | None, report: MiningReport
         "command": command,
         "argv": sys.argv,
         "python": platform.python_version(),
-        "inputs": {k: _input_entry(v) for k, v in inputs.items()},
+        "inputs": {k: input_entry(v) for k, v in inputs.items()},
         "output": str(output),
         "options": options,
         "pipeline": ([{"kind": s.kind, **stage_options(s)} for s in pipeline.stages] if pipeline else None),

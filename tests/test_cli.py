@@ -229,3 +229,41 @@ def test_help_documents_every_option_with_defaults():
                    "--overwrite", "--config", "--print-config", "--pairs", "--beir"]:
         assert option in result.output, option
     assert "default: dense" in result.output
+
+
+def test_interrupted_run_resumes_from_finished_chunks_and_matches_uninterrupted(sample_dir, tmp_path, monkeypatch):
+    """Chunk 3 fails once (as a kill would stop it); the rerun reads chunks 0-2 back and recomputes the rest."""
+    from hnmine.pipeline import Pipeline
+
+    opts = ("--retriever", "bm25", "--sampling", "random", "--seed", "1", "--chunk-size", "20")
+    full = tmp_path / "full.parquet"
+    mine(sample_dir, full, *opts)
+
+    out = tmp_path / "t.parquet"
+    real = Pipeline.run_chunk
+    calls = {"n": 0}
+
+    def flaky(self, data, queries):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, data, queries)
+
+    monkeypatch.setattr(Pipeline, "run_chunk", flaky)
+    args = ["mine", "--queries", str(sample_dir / "queries.parquet"), "--corpus", str(sample_dir / "corpus.parquet"),
+            "--qrels", str(sample_dir / "qrels.parquet"), "--output", str(out), "--quiet", *opts]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130 and not out.exists()
+    assert len(list((tmp_path / ".t.parquet.partial").glob("chunk-*.json"))) == 3
+
+    calls["n"] = 0
+    monkeypatch.setattr(Pipeline, "run_chunk", lambda self, d, q: (calls.__setitem__("n", calls["n"] + 1),
+                                                                    real(self, d, q))[1])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls["n"] == 3  # 6 chunks of 20 queries, 3 already done
+    assert out.read_bytes() == full.read_bytes()
+    assert not (tmp_path / ".t.parquet.partial").exists()
+    manifest = json.loads((tmp_path / "t.parquet.manifest.json").read_text())
+    assert manifest["counts"]["negatives_emitted"] == json.loads(
+        (tmp_path / "full.parquet.manifest.json").read_text())["counts"]["negatives_emitted"]
