@@ -186,6 +186,25 @@ def mine(
     cache_dir: Annotated[Path | None, typer.Option(
         help="Embedding cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.", rich_help_panel=DENSE)] = None,
     cache: Annotated[bool, typer.Option(help="Reuse and store embeddings on disk.", rich_help_panel=DENSE)] = True,
+    corpus_embeddings: Annotated[Path | None, typer.Option(
+        help="Precomputed corpus embeddings instead of encoding: .npy in corpus row order, or Parquet with "
+             "doc_id + embedding (list) columns. Default: none (encode).", rich_help_panel=DENSE)] = None,
+    query_embeddings: Annotated[Path | None, typer.Option(
+        help="Precomputed query embeddings: .npy in query row order, or Parquet with query_id + embedding. "
+             "Default: none (encode).", rich_help_panel=DENSE)] = None,
+    index: Annotated[str, typer.Option(
+        help="FAISS index: flat (exact) | ivf | hnsw (approximate, for millions of passages).",
+        rich_help_panel=DENSE)] = "flat",
+    ivf_nlist: Annotated[int | None, typer.Option(help="IVF lists. Default: about 4 x sqrt(corpus size).",
+                                                  rich_help_panel=DENSE)] = None,
+    ivf_nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.", rich_help_panel=DENSE)] = 16,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW neighbours per node.", rich_help_panel=DENSE)] = 32,
+    hnsw_ef_search: Annotated[int, typer.Option(help="HNSW search depth.", rich_help_panel=DENSE)] = 128,
+    save_index: Annotated[Path | None, typer.Option(help="Write the FAISS index here. Default: none.",
+                                                    rich_help_panel=DENSE)] = None,
+    load_index: Annotated[Path | None, typer.Option(
+        help="Read a FAISS index saved by --save-index instead of building one. Default: none.",
+        rich_help_panel=DENSE)] = None,
     cross_encoder: Annotated[str | None, typer.Option(
         help="CrossEncoder name or path. When given, --max-score/--margin/--max-ratio apply to its scores. "
              "Default: none (no cross-encoder).",
@@ -224,6 +243,10 @@ def mine(
         retriever=retriever, num_negatives=num_negatives, range_min=range_min, range_max=range_max, top_k=top_k,
         model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt, batch_size=batch_size,
         device=device, dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None, use_cache=cache,
+        index=index, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe, hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
+        corpus_embeddings=str(corpus_embeddings) if corpus_embeddings else None,
+        query_embeddings=str(query_embeddings) if query_embeddings else None,
+        save_index=str(save_index) if save_index else None, load_index=str(load_index) if load_index else None,
         bm25_k1=bm25_k1, bm25_b=bm25_b, stopwords=stopwords, bm25_backend=bm25_backend, rrf_k=rrf_k,
         cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
         max_score=max_score, margin=margin, max_ratio=max_ratio, zone=None, sampling=sampling,

@@ -8,6 +8,7 @@ results do not depend on index parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,7 +17,40 @@ import pyarrow as pa
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.encoder import Encoder
+from hnmine.errors import InputError
 from hnmine.retrieval import topk_to_table
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
+    """Precomputed embeddings, as many teams keep them in a vector store: .npy in input row order, or
+    Parquet with an id column and an ``embedding`` list column, aligned by id. Rows are L2-normalised."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"embeddings file {p}: not found")
+    if p.suffix == ".npy":
+        emb = np.load(p, mmap_mode="r")
+        if emb.ndim != 2 or emb.shape[0] != len(ids):
+            raise InputError(f"{p}: shape {emb.shape}, expected ({len(ids)}, dim) in input row order")
+    else:
+        from hnmine.io import id_column as read_ids
+        from hnmine.io import read_parquet
+
+        table = read_parquet(p, "embeddings")
+        for name in (id_column, "embedding"):
+            if name not in table.column_names:
+                raise InputError(f"{p}: missing required column '{name}' (columns: {', '.join(table.column_names)})")
+        pos = {v: i for i, v in enumerate(read_ids(table, p, id_column))}
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise InputError(f"{p}: no embedding for {id_column} {missing[0]!r} ({len(missing)} missing)")
+        column = table.column("embedding").combine_chunks()
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+        emb = flat.reshape(len(column), -1)[[pos[i] for i in ids]]
+    emb = np.asarray(emb, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb / np.where(norms == 0, 1, norms)
 
 
 @dataclass
@@ -33,6 +67,15 @@ class DenseRetriever:
     dtype: str = "float32"
     cache_dir: str | None = None
     use_cache: bool = True
+    index: str = "flat"
+    ivf_nlist: int | None = None
+    ivf_nprobe: int = 16
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    corpus_embeddings: str | None = None
+    query_embeddings: str | None = None
+    save_index: str | None = None
+    load_index: str | None = None
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -42,18 +85,58 @@ class DenseRetriever:
         return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
                        cache_dir=self.cache_dir, use_cache=self.use_cache)
 
+    def __post_init__(self) -> None:
+        if self.index not in INDEX_KINDS:
+            raise InputError(f"--index {self.index!r}: expected one of {', '.join(INDEX_KINDS)}")
+
     def prepare(self, data: MiningData) -> None:
         if self._data is data:
             return
+        encoder = self.encoder()
+        if self.corpus_embeddings:
+            self._doc_emb = load_embeddings(self.corpus_embeddings, data.doc_ids, "doc_id")
+        else:
+            self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
+        if self.query_embeddings:
+            self._query_emb = load_embeddings(self.query_embeddings, data.query_ids, "query_id")
+        else:
+            self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
+        if self._query_emb.shape[1] != self._doc_emb.shape[1]:
+            raise InputError(f"query embeddings have dimension {self._query_emb.shape[1]}, corpus embeddings "
+                             f"{self._doc_emb.shape[1]}")
+        self._index = self._build_index(self._doc_emb)
+        self._data = data
+
+    def _build_index(self, emb: np.ndarray) -> Any:
+        """Exact by default; IVF / HNSW trade a little recall for speed on corpora of millions."""
         import faiss
 
-        encoder = self.encoder()
-        self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
-        self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
-        index = faiss.IndexFlatIP(self._doc_emb.shape[1])
-        index.add(np.ascontiguousarray(self._doc_emb, dtype=np.float32))
-        self._index = index
-        self._data = data
+        if self.load_index:
+            if not Path(self.load_index).exists():
+                raise InputError(f"--load-index {self.load_index}: not found")
+            index = faiss.read_index(self.load_index)
+            if index.ntotal != len(emb) or index.d != emb.shape[1]:
+                raise InputError(f"--load-index {self.load_index}: holds {index.ntotal} vectors of dimension "
+                                 f"{index.d}, the corpus has {len(emb)} of dimension {emb.shape[1]}")
+        else:
+            emb = np.ascontiguousarray(emb, dtype=np.float32)
+            d = emb.shape[1]
+            if self.index == "flat":
+                index = faiss.IndexFlatIP(d)
+            elif self.index == "hnsw":
+                index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            else:
+                nlist = self.ivf_nlist or max(1, min(int(4 * np.sqrt(len(emb))), len(emb) // 39 or 1))
+                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+                index.train(emb)
+            index.add(emb)
+            if self.save_index:
+                faiss.write_index(index, self.save_index)
+        if self.index == "hnsw":
+            faiss.downcast_index(index).hnsw.efSearch = self.hnsw_ef_search
+        elif self.index == "ivf":
+            faiss.extract_index_ivf(index).nprobe = self.ivf_nprobe
+        return index
 
     def score_pairs(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         """Cosine similarity of arbitrary (query, doc) pairs, computed row by row, never as a matrix."""

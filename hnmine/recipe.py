@@ -40,6 +40,15 @@ class MineOptions:
     dtype: str = "float32"
     cache_dir: str | None = None
     use_cache: bool = True
+    index: str = "flat"
+    ivf_nlist: int | None = None
+    ivf_nprobe: int = 16
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    corpus_embeddings: str | None = None
+    query_embeddings: str | None = None
+    save_index: str | None = None
+    load_index: str | None = None
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     stopwords: bool = False
@@ -81,7 +90,11 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
                          backend=opts.bm25_backend)
     dense = DenseRetriever(model=opts.model, top_k=top_k, query_prompt=opts.query_prompt,
                            corpus_prompt=opts.corpus_prompt, batch_size=opts.batch_size, device=opts.device,
-                           dtype=opts.dtype, cache_dir=opts.cache_dir, use_cache=opts.use_cache)
+                           dtype=opts.dtype, cache_dir=opts.cache_dir, use_cache=opts.use_cache,
+                           index=opts.index, ivf_nlist=opts.ivf_nlist, ivf_nprobe=opts.ivf_nprobe, hnsw_m=opts.hnsw_m,
+                           hnsw_ef_search=opts.hnsw_ef_search, corpus_embeddings=opts.corpus_embeddings,
+                           query_embeddings=opts.query_embeddings, save_index=opts.save_index,
+                           load_index=opts.load_index)
     retriever: Stage
     if opts.retriever == "bm25":
         retriever = bm25

@@ -1,0 +1,77 @@
+"""Dense retrieval with precomputed embeddings (no encoder), index kinds, and saved indexes."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hnmine.candidates import CandidateBatch
+from hnmine.dense import DenseRetriever, load_embeddings
+from hnmine.errors import InputError
+from tests.conftest import make_data
+
+
+@pytest.fixture
+def vectors(tmp_path):
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(300, 16)).astype(np.float32)
+    queries = docs[:20] + 0.05 * rng.normal(size=(20, 16)).astype(np.float32)  # query i is nearest doc i
+    data = make_data({f"q{i}": f"query {i}" for i in range(20)}, {f"d{i}": f"doc {i}" for i in range(300)},
+                     {f"q{i}": [f"d{i}"] for i in range(20)})
+    np.save(tmp_path / "docs.npy", docs)
+    np.save(tmp_path / "queries.npy", queries)
+    return data, tmp_path
+
+
+def retrieve(data, **kwargs):
+    r = DenseRetriever(top_k=10, **kwargs)
+    return r.apply(CandidateBatch.start(data, np.arange(data.num_queries)))
+
+
+def test_precomputed_npy_embeddings_are_used_and_positive_is_nearest(vectors):
+    data, d = vectors
+    out = retrieve(data, corpus_embeddings=str(d / "docs.npy"), query_embeddings=str(d / "queries.npy"))
+    top1 = out.candidates.filter(pa.compute.equal(out.candidates.column("rank"), 1))
+    assert top1.column("doc_idx").to_pylist() == list(range(20))
+    assert np.allclose(out.positives.column("score").to_numpy(), top1.column("score").to_numpy())
+
+
+def test_parquet_embeddings_are_aligned_by_id_not_by_row(vectors):
+    data, d = vectors
+    docs = np.load(d / "docs.npy")
+    order = np.random.default_rng(1).permutation(300)
+    pq.write_table(pa.table({"doc_id": [f"d{i}" for i in order],
+                             "embedding": pa.array(docs[order].tolist(), pa.list_(pa.float32()))}), d / "docs.parquet")
+    a = load_embeddings(str(d / "docs.parquet"), data.doc_ids, "doc_id")
+    assert np.allclose(a, docs / np.linalg.norm(docs, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_missing_embedding_is_named(vectors):
+    data, d = vectors
+    pq.write_table(pa.table({"doc_id": ["d0"], "embedding": [[1.0, 0.0]]}), d / "few.parquet")
+    with pytest.raises(InputError, match="no embedding for doc_id 'd1'"):
+        load_embeddings(str(d / "few.parquet"), data.doc_ids, "doc_id")
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_approximate_indexes_agree_with_exact_on_easy_data(vectors, index):
+    data, d = vectors
+    emb = {"corpus_embeddings": str(d / "docs.npy"), "query_embeddings": str(d / "queries.npy")}
+    exact = retrieve(data, **emb).candidates.column("doc_idx").to_numpy().reshape(20, 10)
+    approx = retrieve(data, index=index, ivf_nprobe=64, **emb).candidates.column("doc_idx").to_numpy()
+    assert (approx.reshape(20, 10)[:, 0] == exact[:, 0]).all()
+
+
+def test_save_and_load_index_round_trip(vectors):
+    data, d = vectors
+    emb = {"corpus_embeddings": str(d / "docs.npy"), "query_embeddings": str(d / "queries.npy")}
+    a = retrieve(data, save_index=str(d / "i.faiss"), **emb)
+    b = retrieve(data, load_index=str(d / "i.faiss"), **emb)
+    assert a.candidates.equals(b.candidates)
+    with pytest.raises(InputError, match="not found"):
+        retrieve(data, load_index=str(d / "nope.faiss"), **emb)
+
+
+def test_unknown_index_kind_refused():
+    with pytest.raises(InputError, match="--index"):
+        DenseRetriever(index="annoy")
