@@ -47,6 +47,7 @@ DENSE = "Dense encoder"
 DENOISE = "False-negative filtering"
 SELECT = "Zone and selection"
 OUTPUT = "Output"
+STRATEGY = "Strategies (metric learning, curriculum, topics)"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -230,6 +231,28 @@ def mine(
     simans_a: Annotated[float, typer.Option(help="SimANS a in exp(-a(s-p-b)^2).", rich_help_panel=SELECT)] = 0.5,
     simans_b: Annotated[float, typer.Option(help="SimANS b (paper's sign).", rich_help_panel=SELECT)] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for random/simans sampling.", rich_help_panel=SELECT)] = 0,
+    triplet_type: Annotated[str | None, typer.Option(
+        help="Metric-learning triplet region on D = p - s: hard (D <= 0) | semihard (0 < D <= M) | easy (D > M) | "
+             "all (D <= M). The opposite region from --margin. Default: off.", rich_help_panel=STRATEGY)] = None,
+    triplet_margin: Annotated[float, typer.Option(help="M for --triplet-type.", rich_help_panel=STRATEGY)] = 0.2,
+    positives_per_query: Annotated[int | None, typer.Option(
+        help="Emit rows for at most K positives per query (sampled with --seed); each positive otherwise repeats "
+             "the query's negatives. Default: all positives.", rich_help_panel=STRATEGY)] = None,
+    fill: Annotated[str, typer.Option(
+        help="none | random: top up short queries with random documents, flagged in a 'filled' column.",
+        rich_help_panel=STRATEGY)] = "none",
+    tiers: Annotated[str, typer.Option(
+        help="Curriculum 'tier' column (hard/medium/easy): by rank | gap (p - s) | none.",
+        rich_help_panel=STRATEGY)] = "rank",
+    tier_hard: Annotated[float | None, typer.Option(
+        help="Upper bound of the hard tier. Default: rank 10, or gap 0.1.", rich_help_panel=STRATEGY)] = None,
+    tier_medium: Annotated[float | None, typer.Option(
+        help="Upper bound of the medium tier. Default: rank 30, or gap 0.2.", rich_help_panel=STRATEGY)] = None,
+    split_tiers: Annotated[bool, typer.Option(
+        help="Also write OUTPUT.hard/.medium/.easy.parquet (triplet format).", rich_help_panel=STRATEGY)] = False,
+    query_clusters: Annotated[int | None, typer.Option(
+        help="k-means the query embeddings into K topics (FAISS) and add a 'cluster_id' column (TAS-Balanced "
+             "batches). Default: off.", rich_help_panel=STRATEGY)] = None,
 ) -> None:
     """Mine hard negatives: retrieve, exclude positives, filter, select, write."""
     started = time.time()
@@ -250,7 +273,9 @@ def mine(
         bm25_k1=bm25_k1, bm25_b=bm25_b, stopwords=stopwords, bm25_backend=bm25_backend, rrf_k=rrf_k,
         cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
         max_score=max_score, margin=margin, max_ratio=max_ratio, zone=None, sampling=sampling,
-        simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size)
+        simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size, triplet_type=triplet_type,
+        triplet_margin=triplet_margin, positives_per_query=positives_per_query, fill=fill, tiers=tiers,
+        tier_hard=tier_hard, tier_medium=tier_medium, query_clusters=query_clusters)
 
     def build(max_positives: int = 10) -> Pipeline:
         if config is not None:
@@ -297,6 +322,14 @@ def mine(
                     writer.write_formatted(payload, dropped)
                     progress.advance(task, len(chunk))
         checkpoint.clear()
+        pipeline.collect_notes()
+        if split_tiers:
+            if format != "triplet":
+                err.print("[yellow]warning:[/] --split-tiers needs --format triplet; no tier files written")
+            else:
+                written = write_tier_files(out, overwrite=True)
+                if not quiet:
+                    err.print(f"wrote {', '.join(p.name for p in written)}")
         if checkpoint.resumed_chunks and not quiet:
             err.print(f"resumed: {checkpoint.resumed_chunks} finished chunks were read back from the checkpoint")
         report = pipeline.report
@@ -353,6 +386,7 @@ def denoise(
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
         triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
         data = triplets.data
+        pipeline.prepare(data)
         neg_scores: dict[tuple[int, int], float] = {}
         pos_scores: dict[tuple[int, int], float] = {}
         report: MiningReport = pipeline.report
@@ -405,6 +439,67 @@ def _replace(table: Any, name: str, values: list) -> Any:
     if name in table.column_names:
         return table.set_column(table.column_names.index(name), name, array)
     return table.append_column(name, array)
+
+
+def write_tier_files(path: Path, overwrite: bool, column: str = "tier") -> list[Path]:
+    import pyarrow.parquet as pq
+
+    from hnmine.tiers import split_by_tier
+
+    table = pq.read_table(path)
+    written = []
+    for tier, part in split_by_tier(table, column=column).items():
+        target = check_output_path(path.with_name(f"{path.stem}.{tier}{path.suffix}"), overwrite)
+        with atomic_path(target) as tmp:
+            pq.write_table(part, tmp)
+        written.append(target)
+    return written
+
+
+@app.command()
+def split(
+    input: Annotated[Path, typer.Argument(help="Mined triplet Parquet with a 'tier' column.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace existing tier files.")] = False,
+) -> None:
+    """Write one file per curriculum tier (INPUT.hard/.medium/.easy.parquet) for easy -> hard training."""
+
+    def run() -> None:
+        from hnmine.io import read_parquet
+
+        read_parquet(input, "mined")
+        for path in write_tier_files(input, overwrite):
+            err.print(f"wrote {path}")
+
+    _guarded(run)
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="Earlier mined triplet Parquet (needs query_id, negative_id).")],
+    new: Annotated[Path, typer.Argument(help="Newer mined triplet Parquet, e.g. from a newer checkpoint.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """How many negatives changed between two mining rounds, and how their scores moved (ANCE-style refresh)."""
+
+    def run() -> None:
+
+        from hnmine.diff import diff_mined
+        from hnmine.io import read_parquet
+
+        result = diff_mined(read_parquet(old, "old mined"), read_parquet(new, "new mined"))
+        from rich.table import Table
+
+        table = Table(title=f"hnmine diff {old.name} -> {new.name}")
+        table.add_column("")
+        table.add_column("value", justify="right")
+        for key, value in result.items():
+            table.add_row(key.replace("_", " "), "-" if value is None else
+                          (f"{value:.4f}" if isinstance(value, float) else f"{value:,}"))
+        Console().print(table)
+        if json_out is not None:
+            write_json_atomic(json_out, result)
+
+    _guarded(run)
 
 
 @app.command()

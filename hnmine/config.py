@@ -14,22 +14,27 @@ from typing import Any
 
 from hnmine.ambiguous import AmbiguousZoneFilter
 from hnmine.bm25 import BM25Retriever
+from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError
 from hnmine.exclusion import PositiveExcluder
 from hnmine.false_negatives import FalseNegativeFilter
+from hnmine.fill import RandomFill
 from hnmine.hybrid import HybridRetriever
 from hnmine.pipeline import Pipeline
+from hnmine.positives_cap import PositivesPerQuery
 from hnmine.selection import NegativeSelector
 from hnmine.stage import Stage, stage_options
+from hnmine.tiers import DifficultyTiers
+from hnmine.triplet_margin import TripletMarginFilter
 from hnmine.window import RankWindow
 
 STAGE_KINDS: dict[str, type] = {
     cls.kind: cls
     for cls in (BM25Retriever, DenseRetriever, HybridRetriever, PositiveExcluder, RankWindow,
                 CrossEncoderScorer, CrossEncoderDenoiser, FalseNegativeFilter, AmbiguousZoneFilter,
-                NegativeSelector)
+                NegativeSelector, TripletMarginFilter, DifficultyTiers, RandomFill, PositivesPerQuery, QueryClusters)
 }
 
 

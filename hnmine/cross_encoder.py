@@ -116,6 +116,19 @@ class CrossEncoderDenoiser:
     def pairs_scored(self) -> int:
         return self._scorer.pairs_scored if self._scorer else 0
 
+    def notes(self) -> dict[str, int]:
+        return {"cross-encoder pair evaluations": self.pairs_scored}
+
+    def prepare(self, data: object) -> None:
+        """Load the model before any chunk, and refuse a threshold the model's scores can never reach."""
+        model = load_cross_encoder(self.model, self.device, self.max_length)
+        import torch
+
+        if isinstance(getattr(model, "activation_fn", None), torch.nn.Sigmoid) and self.max_score is not None \
+                and not 0.0 <= self.max_score <= 1.0:
+            raise InputError(f"--max-score {self.max_score}: this cross-encoder's scores are sigmoid "
+                             "probabilities in [0, 1], so the threshold would never apply")
+
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         assert self._scorer is not None and self._filter is not None
         return self._filter.apply(self._scorer.apply(batch))

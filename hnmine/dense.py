@@ -80,6 +80,11 @@ class DenseRetriever:
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _index: Any = field(default=None, init=False, repr=False)
+    _notes: dict = field(default_factory=dict, init=False, repr=False)
+
+    def notes(self) -> dict[str, int]:
+        """Counts for the run summary: texts the encoder had to truncate."""
+        return dict(self._notes)
 
     def encoder(self) -> Encoder:
         return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
@@ -97,10 +102,12 @@ class DenseRetriever:
             self._doc_emb = load_embeddings(self.corpus_embeddings, data.doc_ids, "doc_id")
         else:
             self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
+            self._notes["passages truncated by the encoder"] = encoder.truncated
         if self.query_embeddings:
             self._query_emb = load_embeddings(self.query_embeddings, data.query_ids, "query_id")
         else:
             self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
+            self._notes["queries truncated by the encoder"] = encoder.truncated
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"query embeddings have dimension {self._query_emb.shape[1]}, corpus embeddings "
                              f"{self._doc_emb.shape[1]}")

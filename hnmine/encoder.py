@@ -108,6 +108,7 @@ class Encoder:
     cache_dir: str | None = None
     use_cache: bool = True
     show_progress: bool = True
+    truncated: int = 0
 
     def _key(self, texts: list[str], prompt: str, dtype: str) -> str:
         h = hashlib.sha256()
@@ -132,10 +133,12 @@ class Encoder:
                 try:
                     emb = np.load(cache_file, mmap_mode="r")
                     if emb.shape[0] == len(distinct):
+                        self.truncated = _read_truncated(cache_file)
                         return np.asarray(emb[inverse]) if len(distinct) != len(texts) else np.asarray(emb)
                 except (OSError, ValueError):
                     pass  # a corrupt cache entry is recomputed, never trusted
         model = load_sentence_transformer(self.model, self.device, dtype)
+        self.truncated = count_truncated(model, [f"{prompt}{t}" for t in distinct])
         emb = model.encode(
             distinct,
             prompt=prompt or None,
@@ -147,12 +150,38 @@ class Encoder:
         )
         emb = emb.float().cpu().numpy().astype(np.float32, copy=False)
         if cache_file is not None:
-            _save_atomic(cache_file, emb)
+            try:
+                _save_atomic(cache_file, emb)
+                cache_file.with_suffix(".truncated").write_text(str(self.truncated))
+            except OSError as exc:  # a read-only cache costs a re-encode next time, not this run
+                import warnings
+
+                warnings.warn(f"embedding cache {cache_file.parent} is not writable ({exc})", stacklevel=2)
         return emb[inverse] if len(distinct) != len(texts) else emb
 
     def max_seq_length(self) -> int | None:
         model = load_sentence_transformer(self.model, self.device, resolve_dtype(self.dtype, self.device))
         return getattr(model, "max_seq_length", None)
+
+
+def count_truncated(model: Any, texts: list[str], batch: int = 1024) -> int:
+    """Texts longer than the model reads are silently cut by every encoder; hnmine counts them instead."""
+    limit = getattr(model, "max_seq_length", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if not limit or tokenizer is None:
+        return 0
+    n = 0
+    for start in range(0, len(texts), batch):
+        enc = tokenizer(texts[start:start + batch], add_special_tokens=True, truncation=False)["input_ids"]
+        n += sum(len(ids) > limit for ids in enc)
+    return n
+
+
+def _read_truncated(cache_file: Path) -> int:
+    try:
+        return int(cache_file.with_suffix(".truncated").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

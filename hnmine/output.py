@@ -86,6 +86,14 @@ def _expand_by_positive(batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(cand_rows), np.concatenate(pos_rows)
 
 
+LABEL_COLUMNS = ("tier", "filled", "cluster_id")
+
+
+def _label_columns(batch: CandidateBatch) -> list[str]:
+    """Columns later stages add to each negative (curriculum tier, random-fill flag, topic cluster)."""
+    return [c for c in LABEL_COLUMNS if c in batch.candidates.column_names]
+
+
 def _score_columns(batch: CandidateBatch) -> list[str]:
     return [c for c in ("ce_score", "bm25_score", "rrf_score") if c in batch.candidates.column_names]
 
@@ -117,6 +125,8 @@ def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
             cols[f"negative_{name}"] = pa.array(_col(cand, name)[ci], pa.float32())
             if name in pos.column_names:
                 cols[f"positive_{name}"] = pa.array(_col(pos, name)[pi], pa.float32())
+    for name in _label_columns(batch) if audit else []:
+        cols[name] = cand.column(name).take(pa.array(ci, pa.int64())).combine_chunks()
     return pa.table(cols)
 
 
@@ -154,6 +164,10 @@ def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) 
         for name in ["score", *_score_columns(batch)]:
             values = _col(cand, name)
             cols[f"negative_{name}s"] = pa.array([values[r].tolist() for r in negm], pa.list_(pa.float32()))
+    for name in _label_columns(batch) if audit else []:
+        values = cand.column(name).to_pylist()
+        cols[f"negative_{name}s"] = pa.array([[values[i] for i in r] for r in negm.tolist()],
+                                             pa.list_(cand.schema.field(name).type))
     return pa.table(cols), dropped
 
 

@@ -43,11 +43,13 @@ class MiningReport:
     stages: list[StageCount] = field(default_factory=list)
     prepare_seconds: float = 0.0
     negatives_emitted: int = 0
+    negatives_filled: int = 0
     target_negatives: int | None = None
     short_queries: list[str] = field(default_factory=list)
     queries_without_negatives: list[str] = field(default_factory=list)
     rows_written: int = 0
     rows_dropped_by_format: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
 
     def add_chunk(self, counts: dict) -> None:
         """Merge one chunk's counts (live, or read back from a checkpoint of an interrupted run)."""
@@ -60,7 +62,8 @@ class MiningReport:
             count.rows_in += rows_in
             count.rows_out += rows_out
             count.seconds += seconds
-        self.negatives_emitted += counts.get("negatives", 0)
+        self.negatives_emitted += counts.get("negatives", 0) + counts.get("filled", 0)
+        self.negatives_filled += counts.get("filled", 0)
         self.queries_without_negatives.extend(counts.get("without", []))
         self.short_queries.extend(counts.get("short", []))
 
@@ -74,11 +77,13 @@ class MiningReport:
                         "seconds": round(s.seconds, 3)} for s in self.stages],
             "prepare_seconds": round(self.prepare_seconds, 3),
             "negatives_emitted": self.negatives_emitted,
+            "negatives_filled_at_random": self.negatives_filled,
             "target_negatives_per_query": self.target_negatives,
             "queries_short_of_negatives": self.short_queries,
             "queries_without_negatives": self.queries_without_negatives,
             "rows_written": self.rows_written,
             "rows_dropped_by_format": self.rows_dropped_by_format,
+            "notes": self.notes,
         }
 
 
@@ -109,6 +114,14 @@ class Pipeline:
         batch, counts = self._run_stages(batch)
         self.report.add_chunk(counts)
         return batch
+
+    def collect_notes(self) -> None:
+        """Stage-level counts that are not rows (truncated texts, pairs scored), for summary and manifest."""
+        for stage in self.stages:
+            for nested in [stage, *(getattr(stage, f) for f in ("bm25", "dense") if hasattr(stage, f))]:
+                notes = getattr(nested, "notes", None)
+                if callable(notes):
+                    self.report.notes.update(notes())
 
     def _run_stages(self, batch: CandidateBatch) -> tuple[CandidateBatch, dict]:
         stage_counts = []
@@ -158,7 +171,13 @@ class Pipeline:
         return pa.concat_tables(tables)
 
     def _outcome(self, batch: CandidateBatch) -> dict:
+        """Short queries are judged on mined negatives only: a random fill must not hide them."""
         q = batch.candidates.column("query_idx").to_numpy()
+        filled = 0
+        if "filled" in batch.candidates.column_names:
+            is_filled = batch.candidates.column("filled").to_numpy(zero_copy_only=False).astype(bool)
+            filled = int(is_filled.sum())
+            q = q[~is_filled]
         per_query = np.bincount(q - batch.queries[0], minlength=len(batch.queries)) if len(q) else (
             np.zeros(len(batch.queries), dtype=np.int64))
         target = self.target_negatives
@@ -168,4 +187,5 @@ class Pipeline:
             "negatives": int(per_query.sum()),
             "without": [ids[qi] for qi, n in pairs if n == 0],
             "short": [ids[qi] for qi, n in pairs if target is not None and n < target],
+            "filled": filled,
         }

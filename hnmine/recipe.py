@@ -1,7 +1,8 @@
 """The standard pipeline, built from the flat options of ``hnmine mine``.
 
 retrieve -> exclude positives -> rank window -> (cross-encoder denoise | retriever-score filter)
--> (ambiguous zone) -> select. The window comes before the cross-encoder on purpose: the expensive model
+-> (ambiguous zone) -> (triplet margin) -> (positives cap) -> select -> (random fill) -> tiers
+-> (query clusters). The window comes before the cross-encoder on purpose: the expensive model
 only scores candidates that could still be emitted.
 """
 
@@ -11,15 +12,20 @@ from dataclasses import dataclass
 
 from hnmine.ambiguous import AmbiguousZoneFilter
 from hnmine.bm25 import BM25Retriever
+from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError
 from hnmine.exclusion import PositiveExcluder
 from hnmine.false_negatives import FalseNegativeFilter
+from hnmine.fill import RandomFill
 from hnmine.hybrid import HybridRetriever
 from hnmine.pipeline import Pipeline
+from hnmine.positives_cap import PositivesPerQuery
 from hnmine.selection import NegativeSelector
 from hnmine.stage import Stage
+from hnmine.tiers import DifficultyTiers
+from hnmine.triplet_margin import TripletMarginFilter
 from hnmine.window import RankWindow
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
@@ -66,6 +72,14 @@ class MineOptions:
     simans_b: float = 0.0
     seed: int = 0
     chunk_size: int = 256
+    triplet_type: str | None = None
+    triplet_margin: float = 0.2
+    positives_per_query: int | None = None
+    fill: str = "none"
+    tiers: str = "rank"
+    tier_hard: float | None = None
+    tier_medium: float | None = None
+    query_clusters: int | None = None
 
     def validate(self) -> None:
         if self.retriever not in RETRIEVERS:
@@ -78,6 +92,14 @@ class MineOptions:
             )
         if self.cross_encoder is None and self.retriever == "bm25" and self.max_ratio is not None:
             raise InputError("--max-ratio on BM25 scores is meaningless; use --cross-encoder or a dense retriever")
+        if self.cross_encoder is None and self.retriever != "bm25" and self.max_score is not None \
+                and not -1.0 <= self.max_score <= 1.0:
+            raise InputError(f"--max-score {self.max_score} applies to cosine similarity here (no --cross-encoder), "
+                             "which lies in [-1, 1]")
+        if self.fill not in ("none", "random"):
+            raise InputError(f"--fill {self.fill!r}: expected none or random")
+        if self.tiers not in ("none", "rank", "gap"):
+            raise InputError(f"--tiers {self.tiers!r}: expected none, rank or gap")
         if self.batch_size < 1 or self.ce_batch_size < 1 or self.chunk_size < 1:
             raise InputError("--batch-size, --ce-batch-size and --chunk-size must be >= 1")
 
@@ -111,6 +133,21 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score"))
     if opts.zone is not None:
         stages.append(AmbiguousZoneFilter(low=opts.zone[0], high=opts.zone[1]))
+    if opts.triplet_type:
+        stages.append(TripletMarginFilter(triplet_type=opts.triplet_type, margin=opts.triplet_margin))
+    if opts.positives_per_query:
+        stages.append(PositivesPerQuery(max_positives=opts.positives_per_query, seed=opts.seed))
     stages.append(NegativeSelector(num_negatives=opts.num_negatives, strategy=opts.sampling, seed=opts.seed,
                                    simans_a=opts.simans_a, simans_b=opts.simans_b))
+    if opts.fill == "random":
+        stages.append(RandomFill(num_negatives=opts.num_negatives, seed=opts.seed))
+    if opts.tiers != "none":
+        stages.append(DifficultyTiers(by=opts.tiers, hard=opts.tier_hard, medium=opts.tier_medium))
+    if opts.query_clusters:
+        # The retriever's own dense stage, so query embeddings are not computed twice.
+        shared = dense if opts.retriever != "bm25" else DenseRetriever(
+            model=opts.model, query_prompt=opts.query_prompt, batch_size=opts.batch_size, device=opts.device,
+            dtype=opts.dtype, cache_dir=opts.cache_dir, use_cache=opts.use_cache,
+            query_embeddings=opts.query_embeddings, corpus_embeddings=opts.corpus_embeddings)
+        stages.append(QueryClusters(num_clusters=opts.query_clusters, seed=opts.seed, dense=shared))
     return Pipeline(stages, chunk_size=opts.chunk_size)

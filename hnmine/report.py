@@ -31,6 +31,11 @@ STAGE_LABELS = {
     "false_negative_filter": "dropped as likely false negatives",
     "ambiguous_zone": "outside the ambiguous zone",
     "select": "not selected",
+    "triplet_margin": "outside the triplet-margin region",
+    "positives_per_query": "(positives capped; candidates unchanged)",
+    "fill_random": "added by random fill",
+    "tiers": "(tier labels added)",
+    "query_clusters": "(cluster ids added)",
 }
 
 
@@ -56,9 +61,13 @@ def print_summary(report: MiningReport, console: Console, title: str = "hnmine m
         value = stage.rows_out if i == 0 else stage.dropped
         table.add_row(f"{label}", f"{value:,}")
     table.add_row("negatives emitted", f"{report.negatives_emitted:,}")
+    if report.negatives_filled:
+        table.add_row("  of which random fill (--fill random)", f"{report.negatives_filled:,}")
     if report.target_negatives is not None:
         table.add_row(f"queries with < {report.target_negatives} negatives", f"{len(report.short_queries):,}")
     table.add_row("queries with no negative", f"{len(report.queries_without_negatives):,}")
+    for label, value in report.notes.items():
+        table.add_row(label, f"{value:,}")
     table.add_row("rows written", f"{report.rows_written:,}")
     if report.rows_dropped_by_format:
         table.add_row("rows not writable in this format (short)", f"{report.rows_dropped_by_format:,}")

@@ -138,7 +138,7 @@ def test_pairs_input(sample_dir, tmp_path):
 
 def test_cross_encoder_denoise_drops_at_and_above_threshold(sample_dir, tmp_path, tiny_cross_encoder):
     base = tmp_path / "base.parquet"
-    mine(sample_dir, base, "--retriever", "bm25", "--cross-encoder", tiny_cross_encoder, "--max-score", "1e9")
+    mine(sample_dir, base, "--retriever", "bm25", "--cross-encoder", tiny_cross_encoder, "--max-score", "1.0")
     scores = np.array(pq.read_table(base).column("negative_ce_score").to_pylist(), dtype=np.float32)
     threshold = float(np.median(scores))  # exactly a score some candidate has
     out = tmp_path / "t.parquet"
@@ -179,11 +179,21 @@ def test_bi_encoder_is_refused_as_cross_encoder(sample_dir, tmp_path):
     assert not out.exists()
 
 
+def test_cross_encoder_threshold_outside_sigmoid_range_is_refused(sample_dir, tmp_path, tiny_cross_encoder):
+    mined = tmp_path / "m.parquet"
+    mine(sample_dir, mined, "--retriever", "bm25")
+    result = runner.invoke(app, ["denoise", str(mined), "--cross-encoder", tiny_cross_encoder, "--max-score", "3",
+                                 "--output", str(tmp_path / "d.parquet"), "--quiet"])
+    assert result.exit_code == 2 and "[0, 1]" in result.output
+    assert not (tmp_path / "d.parquet").exists()
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--range-min", "50", "--range-max", "50"], "fewer than --num-negatives"),
     (["--retriever", "colbert"], "--retriever 'colbert'"),
     (["--model", "/nonexistent/model"], "could not be loaded"),
     (["--sampling", "best"], "--sampling 'best'"),
+    (["--max-score", "1.5"], "lies in [-1, 1]"),
 ])
 def test_bad_options_fail_with_one_line_and_no_output(sample_dir, tmp_path, extra, message):
     out = tmp_path / "t.parquet"
