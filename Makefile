@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 SHARED ?= ../shared/datasets/scifact
 
-.PHONY: install mine test lint bench bench-bm25 sample-data clean
+.PHONY: install mine test lint bench bench-bm25 sample-data refresh clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,15 @@ bench-bm25: install
 
 sample-data: install
 	$(BIN)/python scripts/make_sample_data.py $(SHARED) sample_data
+
+# ANCE-style refresh: mine with a newer checkpoint, then report how the negatives moved.
+CHECKPOINT ?= all-MiniLM-L6-v2
+PREV ?= $(OUT)/sample_triplets.parquet
+NEXT ?= $(OUT)/sample_triplets.next.parquet
+refresh: install
+	$(BIN)/hnmine mine --queries sample_data/queries.parquet --corpus sample_data/corpus.parquet \
+		--qrels sample_data/qrels.parquet --model $(CHECKPOINT) --output $(NEXT) --overwrite
+	$(BIN)/hnmine diff $(PREV) $(NEXT)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache
