@@ -528,6 +528,74 @@ def convert(
     _guarded(run)
 
 
+@app.command("eval")
+def eval_mined(
+    mined: Annotated[Path, typer.Argument(help="Mined triplet Parquet (needs query_id, negative_id).")],
+    qrels: Annotated[Path, typer.Option(
+        "--qrels", help="Labels Parquet (query_id, doc_id, optional score > 0 = relevant), typically fuller or "
+                        "held-out judgements. Required.")],
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="Write report.md, metrics.json and PNG plots into this folder (created if missing). "
+                         "Default: print a summary only.")] = None,
+    num_negatives: Annotated[int | None, typer.Option(
+        help="Count queries with fewer negatives than this. Default: the most any query has.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write metrics.json here.")] = None,
+) -> None:
+    """Audit a mined file: false-negative rate against LABELS, hardness (scores, gaps), coverage, duplicates."""
+
+    def run() -> None:
+        from rich.table import Table
+
+        from hnmine.evaluate import evaluate, write_report
+        from hnmine.io import read_parquet
+
+        json_path = check_output_path(json_out, overwrite=True) if json_out is not None else None
+        result = evaluate(read_parquet(mined, "mined"), read_parquet(qrels, "labels"), num_negatives,
+                          mined_path=mined, labels_path=qrels)
+        m = result.metrics
+        fn, cov, dup = m["false_negatives"], m["coverage"], m["duplicates"]
+
+        def pct(rate: float | None) -> str:
+            return "-" if rate is None else f"{100 * rate:.2f}%"
+
+        def num(value: Any) -> str:
+            return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
+
+        table = Table(title=f"hnmine eval {mined.name} vs {qrels.name}")
+        table.add_column("")
+        table.add_column("value", justify="right")
+        table.add_row("queries", num(cov["queries"]))
+        table.add_row("distinct (query, negative) pairs", num(fn["negatives"]))
+        table.add_row("false negatives (relevant in labels)", f"{fn['false_negatives']:,} ({pct(fn['rate'])})")
+        for key, label in (("by_retriever", "retriever"), ("by_tier", "tier")):
+            for name, g in fn.get(key, {}).items():
+                table.add_row(f"  {label} {name}", f"{g['false_negatives']:,} / {g['negatives']:,} ({pct(g['rate'])})")
+        if fn["queries_without_labels"]:
+            table.add_row("queries with no label (undetectable)", num(fn["queries_without_labels"]))
+        for scale, entry in m["hardness"].items():
+            if scale != "rank":
+                table.add_row(f"median {scale.replace('_', '-')} score / gap",
+                              f"{num(entry['negative_score']['median'])} / {num(entry['gap']['median'])}")
+        table.add_row(f"queries with < {cov['target_negatives']} negatives", num(cov["short_queries"]))
+        table.add_row("repeated (query, positive, negative) rows", num(dup["repeated_rows"]))
+        table.add_row("negative text = a positive's", num(dup["negative_equals_positive"]))
+        table.add_row("negative text = the query", num(dup["negative_equals_query"]))
+        Console().print(table)
+        if fn["worst_queries"]:
+            worst = ", ".join(f"{w['query_id']} ({w['false_negatives']})" for w in fn["worst_queries"][:5])
+            err.print(f"[yellow]most false negatives[/]: {worst}", highlight=False)
+        if report_dir is not None:
+            written, note = write_report(result, report_dir)
+            if note:
+                err.print(f"[yellow]warning:[/] {note}")
+            err.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+        if json_path is not None:
+            write_json_atomic(json_path, m)
+            err.print(f"wrote {json_path}", highlight=False)
+
+    _guarded(run)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="hnmine")
 
