@@ -14,6 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
+from hnmine.errors import InputError
+
 _SPACE = re.compile(r"\s+")
 
 
@@ -104,6 +106,9 @@ class MiningData:
         keep = np.flatnonzero(self.positive_counts > 0)
         if len(keep) == self.num_queries:
             return self
+        if len(keep) == 0:
+            raise InputError(f"none of the {self.num_queries} queries has a positive (qrels rows with score <= 0 "
+                             "are not positives): nothing to mine")
         skipped = [self.query_ids[i] for i in np.flatnonzero(self.positive_counts == 0)]
         pairs = [(new, int(d)) for new, old in enumerate(keep) for d in self.positives_of(int(old))]
         data = MiningData.from_pairs(

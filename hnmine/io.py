@@ -7,6 +7,7 @@ row 3,000,017 of a corpus is the failure users remember. Nothing here writes; se
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,7 +71,11 @@ def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
     if pc.any(nulls).as_py():
         row = pc.index(nulls, True).as_py()
         raise InputError(f"{path}: column '{name}' row {row} (0-based) is null")
-    return [str(v) for v in column.to_pylist()]
+    try:
+        values = column.to_pylist()
+    except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: column '{name}' holds ids that are not valid UTF-8 ({exc})") from None
+    return [str(v) for v in values]
 
 
 def text_column(table: pa.Table, path: str | Path, name: str, ids: list[str] | None = None,
@@ -218,17 +223,31 @@ def load_pairs_input(pairs: str | Path, corpus: str | Path | None = None,
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """BEIR records: one JSON object with an ``_id`` per line; ``title`` and ``text``, where given, are strings."""
     if not path.exists():
         raise InputError(f"BEIR file {path}: not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}: line {line_no} is not valid UTF-8 ({exc.reason} at byte {exc.start} "
+                                 "of the line)") from None
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or "_id" not in row:
+                raise InputError(f"{path}: line {line_no} is not a JSON object with an '_id' field")
+            for key in ("title", "text"):
+                value = row.get(key)
+                if value is not None and not isinstance(value, str):
+                    raise InputError(f"{path}: line {line_no}: field '{key}' is a JSON {type(value).__name__}, "
+                                     "expected a string")
+            rows.append(row)
     return rows
 
 
@@ -250,7 +269,13 @@ def read_beir(root: str | Path, split: str = "train") -> tuple[pa.Table, pa.Tabl
         raise InputError(f"BEIR folder {root}: not found")
     qrels_path = _beir_qrels_path(root, split)
     qrels: list[tuple[str, str, int]] = []
-    with qrels_path.open(encoding="utf-8", newline="") as f:
+    raw = qrels_path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"{qrels_path}: line {line_no} is not valid UTF-8 ({exc.reason})") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         for row_no, row in enumerate(reader):
             row = [c.strip() for c in row]
