@@ -22,6 +22,7 @@ from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.data import MiningData
 from hnmine.errors import InputError
 from hnmine.exclusion import PositiveExcluder
+from hnmine.hidden_positives import hide_positives, with_probes
 from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
 from hnmine.output import FORMATS, MinedWriter, atomic_path, check_output_path, write_json_atomic
 from hnmine.pipeline import MiningReport, Pipeline
@@ -250,6 +251,10 @@ def mine(
         help="Upper bound of the medium tier. Default: rank 30, or gap 0.2.", rich_help_panel=STRATEGY)] = None,
     split_tiers: Annotated[bool, typer.Option(
         help="Also write OUTPUT.hard/.medium/.easy.parquet (triplet format).", rich_help_panel=STRATEGY)] = False,
+    hide_fraction: Annotated[float | None, typer.Option(
+        help="Evaluation: hide this fraction of the positives of queries with several, mine, and report how many "
+             "hidden positives survive each stage (the pipeline's false-negative catch rate). Default: off.",
+        rich_help_panel=STRATEGY)] = None,
     query_clusters: Annotated[int | None, typer.Option(
         help="k-means the query embeddings into K topics (FAISS) and add a 'cluster_id' column (TAS-Balanced "
              "batches). Default: off.", rich_help_panel=STRATEGY)] = None,
@@ -298,13 +303,17 @@ def mine(
         build()  # options are checked before any data is read
         data = _load(queries, corpus, qrels, pairs, beir, split, columns, strict)
         pipeline = build(int(data.positive_counts.max()))
+        if hide_fraction is not None:
+            data, hidden = hide_positives(data, hide_fraction, seed)
+            pipeline.stages = with_probes(pipeline.stages, hidden)
+            err.print(f"hid {len(hidden):,} positives of queries with several (--hide-fraction {hide_fraction})")
         n = pipeline.target_negatives
         if n is not None and data.num_docs - 1 < n:
             raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")
         checkpoint = ChunkCheckpoint(out, fingerprint({
             "version": __version__, "inputs": {k: input_entry(v) for k, v in data.source.items()},
             "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns,
-        }), enabled=resume)
+        }), enabled=resume and hide_fraction is None)
         pipeline.start(data)
         with atomic_path(out) as tmp:
             writer = MinedWriter(tmp, format, n, audit_columns)

@@ -36,6 +36,7 @@ STAGE_LABELS = {
     "fill_random": "added by random fill",
     "tiers": "(tier labels added)",
     "query_clusters": "(cluster ids added)",
+    "hidden_positive_probe": "(probe)",
 }
 
 
@@ -57,6 +58,8 @@ def print_summary(report: MiningReport, console: Console, title: str = "hnmine m
     table.add_row("positives", f"{report.positives:,}")
     for i, stage in enumerate(report.stages):
         kind = stage.kind.split(":", 1)[-1]
+        if kind == "hidden_positive_probe":
+            continue
         label = STAGE_LABELS.get(kind, kind)
         value = stage.rows_out if i == 0 else stage.dropped
         table.add_row(f"{label}", f"{value:,}")

@@ -32,7 +32,7 @@ def stage_options(stage: Any) -> dict[str, Any]:
     """A stage's options as plain values, nested stages included, for pipeline files and run manifests."""
     options: dict[str, Any] = {}
     for f in dataclasses.fields(stage):
-        if not f.init or f.name.startswith("_"):
+        if not f.init or f.name.startswith("_") or f.metadata.get("config") is False:
             continue
         value = getattr(stage, f.name)
         if dataclasses.is_dataclass(value):

@@ -96,3 +96,25 @@ def test_diff_reports_changed_negatives(sample_dir, tmp_path):
     assert d["negatives_kept"] + d["negatives_removed"] == d["negatives_old"]
     same = runner.invoke(app, ["diff", str(a), str(a), "--json", str(tmp_path / "s.json")])
     assert same.exit_code == 0 and json.loads((tmp_path / "s.json").read_text())["changed_fraction"] == 0
+
+
+def test_hide_fraction_counts_hidden_positives_through_the_stages(sample_dir, tmp_path, tiny_cross_encoder):
+    from hnmine.hidden_positives import hide_positives
+    from hnmine.io import load_qrels_inputs
+
+    data = load_qrels_inputs(sample_dir / "queries.parquet", sample_dir / "corpus.parquet",
+                             sample_dir / "qrels.parquet")
+    reduced, hidden = hide_positives(data, 0.5, seed=0)
+    assert hidden and all(len(reduced.positives_of(q)) >= 1 for q in range(reduced.num_queries))
+    assert int(reduced.positive_counts.sum()) == int(data.positive_counts.sum()) - len(hidden)
+
+    out = tmp_path / "t.parquet"
+    mine(sample_dir, out, "--retriever", "bm25", "--range-min", "0", "--hide-fraction", "0.5",
+         "--cross-encoder", tiny_cross_encoder, "--margin", "0.0")
+    notes = json.loads((tmp_path / "t.parquet.manifest.json").read_text())["counts"]["notes"]
+    probes = [v for k, v in notes.items() if k.startswith("hidden positives present")]
+    assert probes[0] > 0  # BM25 retrieves hidden positives: they are in the corpus like any document
+    assert probes == sorted(probes, reverse=True)  # filters only ever remove
+    t = pq.read_table(out).to_pydict()
+    ids = {(data.query_ids[q], data.doc_ids[d]) for q, d in hidden}
+    assert len(ids & set(zip(t["query_id"], t["negative_id"]))) == probes[-1]
