@@ -29,6 +29,7 @@ from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_pipeline
 from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
 from hnmine.triplets import TripletColumns, candidate_batch, read_triplets
+from hnmine.window import RankWindow
 
 app = typer.Typer(
     name="hnmine",
@@ -601,6 +602,59 @@ def eval_mined(
         if json_path is not None:
             write_json_atomic(json_path, m)
             err.print(f"wrote {json_path}", highlight=False)
+
+    _guarded(run)
+
+
+@app.command("train-denoiser")
+def train_denoiser_command(
+    output: Annotated[Path, typer.Option(help="Folder to save the cross-encoder in (must not exist).")],
+    queries: Annotated[Path | None, typer.Option(help="Training queries Parquet. Default: none.")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="Corpus Parquet. Default: none.")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="Training positives Parquet. Default: none.")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Or a pairs file (anchor, positive). Default: none.")] = None,
+    beir: Annotated[Path | None, typer.Option(help="Or a BEIR folder. Default: none.")] = None,
+    split: Annotated[str, typer.Option(help="BEIR split: use the training split only.")] = "train",
+    base_model: Annotated[str, typer.Option(help="Checkpoint to start from (bundled by default).")]
+    = "all-MiniLM-L6-v2",
+    negatives_per_positive: Annotated[int, typer.Option(help="BM25 negatives per query.")] = 4,
+    range_min: Annotated[int, typer.Option(help="Skip the top N BM25 candidates as negatives.")] = 3,
+    range_max: Annotated[int, typer.Option(help="Draw negatives up to this BM25 rank.")] = 30,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 2e-5,
+    max_length: Annotated[int, typer.Option(help="Max tokens per (query, passage) pair.")] = 256,
+    max_queries: Annotated[int | None, typer.Option(help="Train on a seeded sample of queries. Default: all.")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed for negatives, shuffling and initialisation.")] = 0,
+) -> None:
+    """Fine-tune a cross-encoder for denoising on your training split (positives vs BM25 negatives, RocketQA)."""
+
+    def run() -> None:
+        import shutil
+        import tempfile
+
+        from hnmine.train_denoiser import DenoiserTraining, train_denoiser
+
+        if output.exists():
+            raise InputError(f"output {output}: already exists")
+        if not output.parent.exists():
+            raise InputError(f"output {output}: directory {output.parent} does not exist")
+        cfg = DenoiserTraining(base_model=base_model, negatives_per_positive=negatives_per_positive,
+                               range_min=range_min, range_max=range_max, epochs=epochs, batch_size=batch_size,
+                               learning_rate=learning_rate, max_length=max_length, seed=seed, max_queries=max_queries)
+        RankWindow(range_min, range_max)  # validates the window before any work
+        data = _load(queries, corpus, qrels, pairs, beir, split, ColumnNames(), strict=False)
+        tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+        try:
+            info = train_denoiser(data, tmp, cfg)
+            shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+            tmp.rename(output)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        err.print(f"trained on {info['pairs']:,} pairs ({info['positives']:,} positive) from "
+                  f"{info['queries']:,} queries; saved {output} (use: --cross-encoder {output})")
 
     _guarded(run)
 

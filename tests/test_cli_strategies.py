@@ -118,3 +118,21 @@ def test_hide_fraction_counts_hidden_positives_through_the_stages(sample_dir, tm
     t = pq.read_table(out).to_pydict()
     ids = {(data.query_ids[q], data.doc_ids[d]) for q, d in hidden}
     assert len(ids & set(zip(t["query_id"], t["negative_id"]))) == probes[-1]
+
+
+def test_train_denoiser_saves_a_cross_encoder_that_denoise_loads(sample_dir, tmp_path, tiny_cross_encoder):
+    model_dir = tmp_path / "denoiser"
+    result = runner.invoke(app, ["train-denoiser", "--queries", str(sample_dir / "queries.parquet"),
+                                 "--corpus", str(sample_dir / "corpus.parquet"), "--qrels",
+                                 str(sample_dir / "qrels.parquet"), "--output", str(model_dir),
+                                 "--base-model", tiny_cross_encoder, "--max-queries", "16", "--max-length", "64"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((model_dir / "config.json").read_text())
+    assert any("SequenceClassification" in a for a in config["architectures"])
+    assert not list(tmp_path.glob(".denoiser.*"))
+    mined = tmp_path / "m.parquet"
+    mine(sample_dir, mined, "--retriever", "bm25", "--cross-encoder", str(model_dir), "--max-score", "0.99")
+    assert "negative_ce_score" in pq.read_table(mined).column_names
+    again = runner.invoke(app, ["train-denoiser", "--pairs", str(sample_dir / "pairs.parquet"),
+                                "--output", str(model_dir)])
+    assert again.exit_code == 2 and "already exists" in again.output

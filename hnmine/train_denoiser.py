@@ -1,0 +1,110 @@
+"""Training a domain cross-encoder to denoise with, the RocketQA way.
+
+Domain teams often have no reranker for their data, and none can be downloaded on an air-gapped box. A
+cross-encoder fine-tuned from a small bi-encoder checkpoint on the *training* split alone (each positive
+against BM25 negatives, binary cross-entropy) is already a far better judge of "is this passage relevant"
+than the retriever, which is all denoising needs. Training uses sentence-transformers' own
+CrossEncoderTrainer, so the result loads anywhere with ``CrossEncoder(path)``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from hnmine.bm25 import BM25Retriever
+from hnmine.data import MiningData
+from hnmine.encoder import resolve_model
+from hnmine.errors import InputError
+from hnmine.exclusion import PositiveExcluder
+from hnmine.pipeline import Pipeline
+from hnmine.selection import NegativeSelector
+from hnmine.window import RankWindow
+
+
+@dataclass
+class DenoiserTraining:
+    base_model: str = "all-MiniLM-L6-v2"
+    negatives_per_positive: int = 4
+    range_min: int = 3
+    range_max: int = 30
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    max_length: int = 256
+    seed: int = 0
+    max_queries: int | None = None
+
+
+def training_pairs(data: MiningData, cfg: DenoiserTraining) -> tuple[list[str], list[str], list[float]]:
+    """(query, passage, label) rows: each positive (1.0) and BM25 negatives from a rank window (0.0).
+
+    Skipping the top BM25 ranks keeps the likeliest unlabelled positives out of the negative labels.
+    """
+    pipeline = Pipeline([
+        BM25Retriever(top_k=cfg.range_max + int(data.positive_counts.max()) + 1),
+        PositiveExcluder(),
+        RankWindow(cfg.range_min, cfg.range_max),
+        NegativeSelector(num_negatives=cfg.negatives_per_positive, strategy="random", seed=cfg.seed),
+    ])
+    queries, passages, labels = [], [], []
+    for batch in pipeline.run(data):
+        negatives: dict[int, list[int]] = {}
+        cand = batch.candidates
+        for q, d in zip(cand.column("query_idx").to_pylist(), cand.column("doc_idx").to_pylist()):
+            negatives.setdefault(q, []).append(d)
+        for q in batch.queries.tolist():
+            for d in data.positives_of(q).tolist():
+                queries.append(data.query_texts[q])
+                passages.append(data.doc_texts[d])
+                labels.append(1.0)
+            for d in negatives.get(q, []):
+                queries.append(data.query_texts[q])
+                passages.append(data.doc_texts[d])
+                labels.append(0.0)
+    return queries, passages, labels
+
+
+def subsample(data: MiningData, max_queries: int | None, seed: int) -> MiningData:
+    if not max_queries or max_queries >= data.num_queries:
+        return data
+    keep = sorted(random.Random(seed).sample(range(data.num_queries), max_queries))
+    pairs = [(i, int(d)) for i, q in enumerate(keep) for d in data.positives_of(q)]
+    return MiningData.from_pairs([data.query_ids[q] for q in keep], [data.query_texts[q] for q in keep],
+                                 data.doc_ids, data.doc_texts, pairs, data.source)
+
+
+def train_denoiser(data: MiningData, output_dir: str | Path, cfg: DenoiserTraining) -> dict:
+    """Fine-tune and save a 1-label cross-encoder; returns what was trained on, for the manifest."""
+    try:
+        from datasets import Dataset
+        from sentence_transformers import CrossEncoder
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    except ImportError as exc:
+        raise InputError(f"train-denoiser needs the training extra: pip install 'hnmine[train]' ({exc})") from None
+    import torch
+
+    data = subsample(data, cfg.max_queries, cfg.seed)
+    queries, passages, labels = training_pairs(data, cfg)
+    torch.manual_seed(cfg.seed)
+    try:
+        model = CrossEncoder(resolve_model(cfg.base_model), num_labels=1, max_length=cfg.max_length)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--base-model {cfg.base_model!r}: could not be loaded ({exc})") from None
+    dataset = Dataset.from_dict({"query": queries, "passage": passages, "label": labels}).shuffle(seed=cfg.seed)
+    output_dir = Path(output_dir)
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(output_dir / "checkpoints"), num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, warmup_ratio=0.1,
+        seed=cfg.seed, save_strategy="no", logging_steps=50, report_to="none", use_cpu=not torch.cuda.is_available(),
+    )
+    positives = sum(labels)
+    pos_weight = torch.tensor((len(labels) - positives) / max(positives, 1.0))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset,
+                                  loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight))
+    trainer.train()
+    model.save_pretrained(str(output_dir))
+    return {"queries": data.num_queries, "pairs": len(labels), "positives": int(positives),
+            "negatives": int(len(labels) - positives)}
