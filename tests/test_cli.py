@@ -192,6 +192,7 @@ def test_cross_encoder_threshold_outside_sigmoid_range_is_refused(sample_dir, tm
     (["--range-min", "50", "--range-max", "50"], "fewer than --num-negatives"),
     (["--retriever", "colbert"], "--retriever 'colbert'"),
     (["--model", "/nonexistent/model"], "could not be loaded"),
+    (["--cross-encoder", "./no-such-reranker", "--max-score", "0.5"], "path not found"),
     (["--sampling", "best"], "--sampling 'best'"),
     (["--max-score", "1.5"], "lies in [-1, 1]"),
 ])
