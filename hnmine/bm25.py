@@ -6,16 +6,18 @@ Lexical neighbours are the classic hard negatives (DPR): they share the query's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from hnmine.bm25_index import BM25Index, build_bm25_index
+from hnmine.bm25_index import BACKENDS, BM25Index, TokenStream, build_bm25_index
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
+from hnmine.errors import InputError
 from hnmine.retrieval import topk_to_table
-from hnmine.tokenize import tokenize_many
+from hnmine.tokenize import tokenize, tokenize_many
 
 
 @dataclass
@@ -36,7 +38,9 @@ class BM25Retriever:
     def prepare(self, data: MiningData) -> None:
         if self._data is data:
             return
-        corpus_tokens = tokenize_many(data.doc_texts, stopwords=self.stopwords)
+        if self.backend not in BACKENDS:
+            raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        corpus_tokens = TokenStream(data.doc_texts, partial(tokenize, stopwords=self.stopwords))
         self._index = build_bm25_index(corpus_tokens, k1=self.k1, b=self.b, epsilon=self.epsilon,
                                        backend=self.backend)
         self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)

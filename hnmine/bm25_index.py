@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, count
 from typing import Protocol, runtime_checkable
 
@@ -117,6 +117,19 @@ class RankBM25Index(_TopK):
         return self._scores(query)[self._check_doc_idx(doc_idx)]
 
 
+class TokenStream:
+    """Documents tokenized as they are read: a sized iterable, not a list, so one pass holds one document."""
+
+    def __init__(self, texts: Sequence[str], tokenize: Callable[[str], list[str]]) -> None:
+        self.texts, self.tokenize = texts, tokenize
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return map(self.tokenize, self.texts)
+
+
 class SparseBM25Index(_TopK):
     """BM25Okapi's scores from a precomputed sparse (term x doc) weight matrix.
 
@@ -130,17 +143,25 @@ class SparseBM25Index(_TopK):
     ``W @ q`` would sum in column order and drift by an ulp, which reorders near-tied documents.
     """
 
-    def __init__(self, corpus_tokens: Sequence[list[str]], k1: float = 1.5, b: float = 0.75,
+    def __init__(self, corpus_tokens: Sequence[list[str]] | TokenStream, k1: float = 1.5, b: float = 0.75,
                  epsilon: float = 0.25) -> None:
         self.n_docs = n_docs = len(corpus_tokens)
         # Term ids in order of first appearance: the order in which BM25Okapi fills its document-frequency
         # dict, and therefore the order in which it sums the idfs into ``average_idf``. A defaultdict fed by
         # a counter hands out those ids in one pass that stays in C (``map`` over ``__getitem__``); a Python
         # loop over the tokens would cost more than rank-bm25's whole build.
+        # One pass over the documents, so ``corpus_tokens`` may be a stream that tokenizes on the fly: at a
+        # million passages the materialised token lists alone would take ~15 GB.
         new_id = defaultdict(count().__next__)
-        doc_len = np.fromiter(map(len, corpus_tokens), dtype=np.int64, count=n_docs)
-        term_ids = np.fromiter(map(new_id.__getitem__, chain.from_iterable(corpus_tokens)), dtype=np.int32,
-                               count=int(doc_len.sum()))
+        lengths: list[int] = []
+
+        def measured(doc: list[str]) -> list[str]:
+            lengths.append(len(doc))
+            return doc
+
+        term_ids = np.fromiter(map(new_id.__getitem__, chain.from_iterable(map(measured, corpus_tokens))),
+                               dtype=np.int32)
+        doc_len = np.asarray(lengths, dtype=np.int64)
         self._vocab = vocab = dict(new_id)  # a plain dict: looking up a query token must not add it
         n_terms = len(vocab)
         if n_terms == 0:  # no tokens at all: every score is 0, as RankBM25Index reports
@@ -203,11 +224,11 @@ class SparseBM25Index(_TopK):
         return out
 
 
-def build_bm25_index(corpus_tokens: Sequence[list[str]], k1: float = 1.5, b: float = 0.75,
+def build_bm25_index(corpus_tokens: Sequence[list[str]] | TokenStream, k1: float = 1.5, b: float = 0.75,
                      epsilon: float = 0.25, backend: str = "sparse") -> BM25Index:
     """The index for ``backend``: "sparse" for real corpora, "rank-bm25" to check against the reference."""
     if backend == "sparse":
         return SparseBM25Index(corpus_tokens, k1=k1, b=b, epsilon=epsilon)
     if backend == "rank-bm25":
-        return RankBM25Index(corpus_tokens, k1=k1, b=b, epsilon=epsilon)
+        return RankBM25Index(list(corpus_tokens), k1=k1, b=b, epsilon=epsilon)
     raise ValueError(f"unknown BM25 backend {backend!r}; expected one of {', '.join(BACKENDS)}")

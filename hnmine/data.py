@@ -74,8 +74,25 @@ class MiningData:
         return np.diff(self.positive_offsets)
 
     @cached_property
+    def _doc_key_cache(self) -> np.ndarray:
+        return np.full(self.num_docs, -1, dtype=np.int64)  # keys are 63-bit, so -1 means "not computed"
+
+    def doc_keys_of(self, doc_idx: np.ndarray) -> np.ndarray:
+        """Text fingerprints of the given documents, computed on first use.
+
+        Only candidates and positives are ever compared, so a million-passage corpus is not hashed up front.
+        """
+        doc_idx = np.asarray(doc_idx, dtype=np.int64)
+        cache = self._doc_key_cache
+        missing = np.unique(doc_idx[cache[doc_idx] < 0])
+        if len(missing):
+            cache[missing] = np.fromiter((text_key(self.doc_texts[i]) for i in missing.tolist()), dtype=np.int64,
+                                         count=len(missing))
+        return cache[doc_idx]
+
+    @property
     def doc_keys(self) -> np.ndarray:
-        return np.fromiter((text_key(t) for t in self.doc_texts), dtype=np.int64, count=self.num_docs)
+        return self.doc_keys_of(np.arange(self.num_docs))
 
     @cached_property
     def query_keys(self) -> np.ndarray:

@@ -37,10 +37,11 @@ class PositiveExcluder:
         all_pos.update(zip(pq.tolist(), pd.tolist()))
         drop = np.fromiter(((a, b) in all_pos for a, b in zip(q.tolist(), d.tolist())), bool, count=len(q))
         if self.by_text:
-            keys = data.doc_keys
-            banned = {(a, int(keys[b])) for a, b in all_pos}
+            pos_pairs = list(all_pos)
+            pos_keys = data.doc_keys_of(np.array([b for _, b in pos_pairs], dtype=np.int64))
+            banned = {(a, int(k)) for (a, _), k in zip(pos_pairs, pos_keys.tolist())}
             banned.update((int(qi), int(data.query_keys[qi])) for qi in np.unique(q))
-            cand_keys = keys[d]
+            cand_keys = data.doc_keys_of(d)
             drop |= np.fromiter(((a, int(k)) in banned for a, k in zip(q.tolist(), cand_keys.tolist())),
                                 bool, count=len(q))
         kept = table.filter(pa.array(~drop))

@@ -44,11 +44,11 @@ def draw_fill(rng: np.random.Generator, data: MiningData, query_idx: int, taken:
         return np.zeros(0, dtype=np.int64)
     positives = data.positives_of(query_idx)
     banned_ids = set(np.asarray(taken, dtype=np.int64).tolist()) | set(positives.tolist())
-    keys = data.doc_keys
-    banned_keys = set(keys[positives].tolist()) | {int(data.query_keys[query_idx])}
+    banned_keys = set(data.doc_keys_of(positives).tolist()) | {int(data.query_keys[query_idx])}
 
     def eligible(draw: np.ndarray) -> np.ndarray:
-        ok = [d not in banned_ids and k not in banned_keys for d, k in zip(draw.tolist(), keys[draw].tolist())]
+        keys = data.doc_keys_of(draw).tolist()
+        ok = [d not in banned_ids and k not in banned_keys for d, k in zip(draw.tolist(), keys)]
         return draw[np.asarray(ok, dtype=bool)]
 
     size = min(num_docs, 2 * (n + len(banned_ids)) + 16)

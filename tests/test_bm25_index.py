@@ -196,3 +196,15 @@ def test_tokenize_stopword_removal() -> None:
     assert "cells" not in ENGLISH_STOPWORDS
     assert tokenize_many(["The Cat", "a DOG"], stopwords=True) == [["cat"], ["dog"]]
     assert tokenize_many(["The Cat"]) == [["the", "cat"]]
+
+
+def test_streamed_tokens_build_the_same_index_as_token_lists():
+    from hnmine.bm25_index import SparseBM25Index, TokenStream
+    from hnmine.tokenize import tokenize
+
+    texts = ["the cat sat", "a dog and a cat", "", "dogs dogs dogs", "Café déjà-vu"]
+    listed = SparseBM25Index([tokenize(t) for t in texts])
+    streamed = SparseBM25Index(TokenStream(texts, tokenize))
+    q = [["cat"], ["dogs", "dog"], ["café"]]
+    for a, b in zip(listed.top_k(q, 5), streamed.top_k(q, 5)):
+        assert np.array_equal(a, b)
