@@ -289,7 +289,7 @@ def mine(
         max_score=max_score, margin=margin, max_ratio=max_ratio, zone=None, sampling=sampling,
         simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size, triplet_type=triplet_type,
         triplet_margin=triplet_margin, positives_per_query=positives_per_query, fill=fill, tiers=tiers,
-        tier_hard=tier_hard, tier_medium=tier_medium, query_clusters=query_clusters)
+        tier_hard=tier_hard, tier_medium=tier_medium, query_clusters=query_clusters, hide_fraction=hide_fraction)
 
     def build(max_positives: int = 10) -> Pipeline:
         if config is not None:

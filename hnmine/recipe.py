@@ -80,6 +80,7 @@ class MineOptions:
     tier_hard: float | None = None
     tier_medium: float | None = None
     query_clusters: int | None = None
+    hide_fraction: float | None = None
 
     def validate(self) -> None:
         if self.retriever not in RETRIEVERS:
@@ -102,6 +103,13 @@ class MineOptions:
             raise InputError(f"--tiers {self.tiers!r}: expected none, rank or gap")
         if self.batch_size < 1 or self.ce_batch_size < 1 or self.chunk_size < 1:
             raise InputError("--batch-size, --ce-batch-size and --chunk-size must be >= 1")
+
+
+def _needed_after_denoise(opts: MineOptions) -> int | None:
+    """With plain top-N selection after denoising, only the N best survivors matter: score lazily."""
+    if opts.sampling == "top" and opts.zone is None and opts.triplet_type is None and opts.hide_fraction is None:
+        return opts.num_negatives
+    return None
 
 
 def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
@@ -128,7 +136,8 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, batch_size=opts.ce_batch_size,
-                                           device=opts.device, max_length=opts.ce_max_length))
+                                           device=opts.device, max_length=opts.ce_max_length,
+                                           needed=_needed_after_denoise(opts)))
     elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio)):
         stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score"))
     if opts.zone is not None:
