@@ -354,8 +354,10 @@ def mine(
         report.rows_written, report.rows_dropped_by_format = writer.rows_written, writer.rows_dropped
         options = {k: v for k, v in vars(opts).items()}
         options.update(format=format, audit_columns=audit_columns, config=str(config) if config else None)
-        write_json_atomic(manifest_path(out), build_manifest("mine", pipeline, report, options, data.source,
-                                                             out, started))
+        manifest = build_manifest("mine", pipeline, report, options, data.source, out, started)
+        manifest["cross_encoder_pairs_scored"] = sum(
+            s.pairs_scored for s in pipeline.stages if isinstance(s, CrossEncoderDenoiser))
+        write_json_atomic(manifest_path(out), manifest)
         if not quiet:
             print_summary(report, err)
             err.print(f"wrote {out} ({report.rows_written:,} rows) and {manifest_path(out).name}")

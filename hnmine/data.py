@@ -95,6 +95,24 @@ class MiningData:
         return self.doc_keys_of(np.arange(self.num_docs))
 
     @cached_property
+    def _queries_by_text(self) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(self.query_keys.tolist()):
+            groups.setdefault(key, []).append(i)
+        return {k: v for k, v in groups.items() if len(v) > 1}
+
+    def pooled_positives_of(self, query_idx: int) -> np.ndarray:
+        """Positives of this query and of every query with the same normalised text.
+
+        Datasets repeat queries under different ids (SciFact has two such pairs); a document labelled
+        relevant to one copy must not come back as a negative of the other.
+        """
+        same = self._queries_by_text.get(int(self.query_keys[query_idx]))
+        if not same:
+            return self.positives_of(query_idx)
+        return np.unique(np.concatenate([self.positives_of(q) for q in same]))
+
+    @cached_property
     def query_keys(self) -> np.ndarray:
         return np.fromiter((text_key(t) for t in self.query_texts), dtype=np.int64, count=self.num_queries)
 

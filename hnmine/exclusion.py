@@ -2,7 +2,8 @@
 
 Matching by id alone is not enough: corpora hold near-copies (the same abstract twice, a positive pasted
 in with other whitespace), and pairs files give positives no id at all. So a candidate is dropped when its
-id is a positive of that query, when its normalised text equals a positive's, or when it is the query.
+id is a positive of that query (or of another query with the same text), when its normalised text equals a
+positive's, or when it is the query.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class PositiveExcluder:
         pq = batch.positives.column("query_idx").to_numpy()
         pd = batch.positives.column("doc_idx").to_numpy()
         # Compare against the data's positives, not the batch's: a stage may have sampled the batch's down.
-        all_pos = {(int(qi), int(di)) for qi in np.unique(q) for di in data.positives_of(int(qi))}
+        all_pos = {(int(qi), int(di)) for qi in np.unique(q) for di in data.pooled_positives_of(int(qi))}
         all_pos.update(zip(pq.tolist(), pd.tolist()))
         drop = np.fromiter(((a, b) in all_pos for a, b in zip(q.tolist(), d.tolist())), bool, count=len(q))
         if self.by_text:

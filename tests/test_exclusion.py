@@ -47,3 +47,11 @@ def test_text_matching_can_be_turned_off_but_id_matching_cannot():
     batch = batch_with(data, [(0, 0, 1, .9), (0, 1, 2, .9)])
     assert PositiveExcluder(by_text=False).apply(batch).candidates.column("doc_idx").to_pylist() == [1]
     assert PositiveExcluder().apply(batch).num_candidates == 0
+
+
+def test_queries_with_identical_text_share_their_positives():
+    data = make_data({"q1": "Is the sky blue?", "q2": "is the  sky BLUE?"},
+                     {"p1": "Rayleigh scattering.", "p2": "Blue light scatters more.", "n": "Grass is green."},
+                     {"q1": ["p1"], "q2": ["p2"]})
+    out = PositiveExcluder().apply(batch_with(data, [(0, 1, 1, .9), (0, 2, 2, .5), (1, 0, 1, .9), (1, 2, 2, .5)]))
+    assert out.candidates.column("doc_idx").to_pylist() == [2, 2]
