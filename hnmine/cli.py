@@ -21,6 +21,7 @@ from hnmine.checkpoint import ChunkCheckpoint, fingerprint
 from hnmine.config import load_pipeline, pipeline_to_toml
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.data import MiningData
+from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError
 from hnmine.exclusion import PositiveExcluder
 from hnmine.hidden_positives import hide_positives, with_probes
@@ -29,6 +30,7 @@ from hnmine.output import FORMATS, MinedWriter, atomic_path, check_output_path, 
 from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_pipeline
 from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
+from hnmine.stage import stage_options
 from hnmine.triplets import TripletColumns, candidate_batch, read_triplets
 from hnmine.window import RankWindow
 
@@ -278,12 +280,13 @@ def mine(
                           pairs_anchor=("anchor", query_column))
     opts = MineOptions(
         retriever=retriever, num_negatives=num_negatives, range_min=range_min, range_max=range_max, top_k=top_k,
-        model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt, batch_size=batch_size,
-        device=device, dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None, use_cache=cache,
-        index=index, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe, hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
-        corpus_embeddings=str(corpus_embeddings) if corpus_embeddings else None,
-        query_embeddings=str(query_embeddings) if query_embeddings else None,
-        save_index=str(save_index) if save_index else None, load_index=str(load_index) if load_index else None,
+        dense=DenseRetriever(
+            model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt, batch_size=batch_size,
+            device=device, dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None, use_cache=cache,
+            index=index, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe, hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
+            corpus_embeddings=str(corpus_embeddings) if corpus_embeddings else None,
+            query_embeddings=str(query_embeddings) if query_embeddings else None,
+            save_index=str(save_index) if save_index else None, load_index=str(load_index) if load_index else None),
         bm25_k1=bm25_k1, bm25_b=bm25_b, stopwords=stopwords, bm25_backend=bm25_backend, rrf_k=rrf_k,
         cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
         max_score=max_score, margin=margin, max_ratio=max_ratio, zone=None, sampling=sampling,
@@ -352,7 +355,8 @@ def mine(
             err.print(f"resumed: {checkpoint.resumed_chunks} finished chunks were read back from the checkpoint")
         report = pipeline.report
         report.rows_written, report.rows_dropped_by_format = writer.rows_written, writer.rows_dropped
-        options = {k: v for k, v in vars(opts).items()}
+        options = {k: v for k, v in vars(opts).items() if k != "dense"}
+        options["dense"] = stage_options(opts.dense)
         options.update(format=format, audit_columns=audit_columns, config=str(config) if config else None)
         manifest = build_manifest("mine", pipeline, report, options, data.source, out, started)
         manifest["cross_encoder_pairs_scored"] = sum(

@@ -8,7 +8,7 @@ only scores candidates that could still be emitted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from hnmine.ambiguous import AmbiguousZoneFilter
 from hnmine.bm25 import BM25Retriever
@@ -38,23 +38,8 @@ class MineOptions:
     range_min: int = 10
     range_max: int = 50
     top_k: int | None = None
-    model: str = "all-MiniLM-L6-v2"
-    query_prompt: str = ""
-    corpus_prompt: str = ""
-    batch_size: int = 32
-    device: str | None = None
-    dtype: str = "float32"
-    cache_dir: str | None = None
-    use_cache: bool = True
-    index: str = "flat"
-    ivf_nlist: int | None = None
-    ivf_nprobe: int = 16
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    corpus_embeddings: str | None = None
-    query_embeddings: str | None = None
-    save_index: str | None = None
-    load_index: str | None = None
+    # Encoder, index and precomputed-embedding options: one DenseRetriever, its top_k set at build time.
+    dense: DenseRetriever = field(default_factory=DenseRetriever)
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     stopwords: bool = False
@@ -101,7 +86,7 @@ class MineOptions:
             raise InputError(f"--fill {self.fill!r}: expected none or random")
         if self.tiers not in ("none", "rank", "gap"):
             raise InputError(f"--tiers {self.tiers!r}: expected none, rank or gap")
-        if self.batch_size < 1 or self.ce_batch_size < 1 or self.chunk_size < 1:
+        if self.dense.batch_size < 1 or self.ce_batch_size < 1 or self.chunk_size < 1:
             raise InputError("--batch-size, --ce-batch-size and --chunk-size must be >= 1")
 
 
@@ -118,13 +103,7 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     top_k = opts.top_k or opts.range_max + max_positives + 1
     bm25 = BM25Retriever(top_k=top_k, k1=opts.bm25_k1, b=opts.bm25_b, stopwords=opts.stopwords,
                          backend=opts.bm25_backend)
-    dense = DenseRetriever(model=opts.model, top_k=top_k, query_prompt=opts.query_prompt,
-                           corpus_prompt=opts.corpus_prompt, batch_size=opts.batch_size, device=opts.device,
-                           dtype=opts.dtype, cache_dir=opts.cache_dir, use_cache=opts.use_cache,
-                           index=opts.index, ivf_nlist=opts.ivf_nlist, ivf_nprobe=opts.ivf_nprobe, hnsw_m=opts.hnsw_m,
-                           hnsw_ef_search=opts.hnsw_ef_search, corpus_embeddings=opts.corpus_embeddings,
-                           query_embeddings=opts.query_embeddings, save_index=opts.save_index,
-                           load_index=opts.load_index)
+    dense = replace(opts.dense, top_k=top_k)
     retriever: Stage
     if opts.retriever == "bm25":
         retriever = bm25
@@ -136,7 +115,7 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, batch_size=opts.ce_batch_size,
-                                           device=opts.device, max_length=opts.ce_max_length,
+                                           device=opts.dense.device, max_length=opts.ce_max_length,
                                            needed=_needed_after_denoise(opts)))
     elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio)):
         stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score"))
@@ -154,9 +133,6 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         stages.append(DifficultyTiers(by=opts.tiers, hard=opts.tier_hard, medium=opts.tier_medium))
     if opts.query_clusters:
         # The retriever's own dense stage, so query embeddings are not computed twice.
-        shared = dense if opts.retriever != "bm25" else DenseRetriever(
-            model=opts.model, query_prompt=opts.query_prompt, batch_size=opts.batch_size, device=opts.device,
-            dtype=opts.dtype, cache_dir=opts.cache_dir, use_cache=opts.use_cache,
-            query_embeddings=opts.query_embeddings, corpus_embeddings=opts.corpus_embeddings)
+        shared = dense if opts.retriever != "bm25" else replace(opts.dense, save_index=None, load_index=None)
         stages.append(QueryClusters(num_clusters=opts.query_clusters, seed=opts.seed, dense=shared))
     return Pipeline(stages, chunk_size=opts.chunk_size)
