@@ -5,17 +5,21 @@ Lexical neighbours are the classic hard negatives (DPR): they share the query's 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from hnmine.bm25_index import BACKENDS, BM25Index, TokenStream, build_bm25_index
+from hnmine.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
+from hnmine.encoder import default_cache_dir
 from hnmine.errors import InputError
+from hnmine.output import atomic_path
 from hnmine.retrieval import topk_to_table
 from hnmine.tokenize import tokenize, tokenize_many
 
@@ -31,6 +35,8 @@ class BM25Retriever:
     epsilon: float = 0.25
     stopwords: bool = False
     backend: str = "sparse"
+    cache_dir: str | None = None
+    use_cache: bool = True
     _index: BM25Index | None = field(default=None, init=False, repr=False)
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_tokens: list[list[str]] = field(default_factory=list, init=False, repr=False)
@@ -40,11 +46,37 @@ class BM25Retriever:
             return
         if self.backend not in BACKENDS:
             raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
-        corpus_tokens = TokenStream(data.doc_texts, partial(tokenize, stopwords=self.stopwords))
-        self._index = build_bm25_index(corpus_tokens, k1=self.k1, b=self.b, epsilon=self.epsilon,
-                                       backend=self.backend)
+        self._index = self._cached_index(data)
         self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)
         self._data = data
+
+    def _cached_index(self, data: MiningData) -> BM25Index:
+        """The sparse index is kept on disk keyed by corpus texts and parameters, like embeddings are."""
+        def build() -> BM25Index:
+            corpus_tokens = TokenStream(data.doc_texts, partial(tokenize, stopwords=self.stopwords))
+            return build_bm25_index(corpus_tokens, k1=self.k1, b=self.b, epsilon=self.epsilon, backend=self.backend)
+
+        if self.backend != "sparse" or not self.use_cache:
+            return build()
+        h = hashlib.sha256(f"hnmine-bm25-v1|{self.k1!r}|{self.b!r}|{self.epsilon!r}|{self.stopwords}|".encode())
+        for text in data.doc_texts:
+            raw = text.encode("utf-8", "surrogatepass")
+            h.update(len(raw).to_bytes(8, "little"))
+            h.update(raw)
+        path = (Path(self.cache_dir) if self.cache_dir else default_cache_dir()) / "bm25" / f"{h.hexdigest()}.npz"
+        if path.exists():
+            try:
+                return SparseBM25Index.load(path)
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry is rebuilt, never trusted
+        index = build()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                index.save(tmp)
+        except OSError:
+            pass  # an unwritable cache costs a rebuild next time, not this run
+        return index
 
     def score_pairs(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         """BM25 scores of arbitrary (query, doc) pairs, for positives and for fused candidates."""

@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, count
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -183,6 +184,24 @@ class SparseBM25Index(_TopK):
         rows = np.repeat(np.arange(n_terms), np.diff(tf.indptr))
         tf.data = idf[rows] * (q_freq * (k1 + 1) / (q_freq + norm[tf.indices]))
         self._weights = tf
+
+    def save(self, path: Path) -> None:
+        """The weights and vocabulary, so an unchanged corpus is never tokenized and indexed again."""
+        vocab = np.array(list(self._vocab), dtype=object)
+        with path.open("wb") as f:
+            np.savez(f, data=self._weights.data, indices=self._weights.indices, indptr=self._weights.indptr,
+                     shape=np.array(self._weights.shape), n_docs=np.array(self.n_docs),
+                     vocab=np.array("\x00".join(vocab.tolist())))
+
+    @classmethod
+    def load(cls, path: Path) -> SparseBM25Index:
+        with np.load(path) as z:
+            index = cls.__new__(cls)
+            index.n_docs = int(z["n_docs"])
+            words = str(z["vocab"])
+            index._vocab = {w: i for i, w in enumerate(words.split("\x00"))} if words else {}
+            index._weights = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+        return index
 
     @staticmethod
     def _idf(doc_freq: np.ndarray, n_docs: int, epsilon: float) -> np.ndarray:

@@ -102,7 +102,7 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     opts.validate()
     top_k = opts.top_k or opts.range_max + max_positives + 1
     bm25 = BM25Retriever(top_k=top_k, k1=opts.bm25_k1, b=opts.bm25_b, stopwords=opts.stopwords,
-                         backend=opts.bm25_backend)
+                         backend=opts.bm25_backend, cache_dir=opts.dense.cache_dir, use_cache=opts.dense.use_cache)
     dense = replace(opts.dense, top_k=top_k)
     retriever: Stage
     if opts.retriever == "bm25":

@@ -208,3 +208,24 @@ def test_streamed_tokens_build_the_same_index_as_token_lists():
     q = [["cat"], ["dogs", "dog"], ["café"]]
     for a, b in zip(listed.top_k(q, 5), streamed.top_k(q, 5)):
         assert np.array_equal(a, b)
+
+
+def test_bm25_index_is_cached_on_disk_and_reloaded_identically(tmp_path, monkeypatch):
+    import hnmine.bm25 as bm25_mod
+    from hnmine.bm25 import BM25Retriever
+    from hnmine.candidates import CandidateBatch
+    from tests.conftest import make_data
+
+    data = make_data({"q": "cat dog"}, {f"d{i}": f"cat {'dog ' * i} bird {i}" for i in range(30)}, {"q": ["d0"]})
+    batch = CandidateBatch.start(data, np.array([0]))
+    first = BM25Retriever(top_k=10, cache_dir=str(tmp_path)).apply(batch)
+    assert len(list((tmp_path / "bm25").glob("*.npz"))) == 1
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the cached index should have been used")
+
+    monkeypatch.setattr(bm25_mod, "build_bm25_index", no_build)
+    second = BM25Retriever(top_k=10, cache_dir=str(tmp_path)).apply(batch)
+    assert first.candidates.equals(second.candidates) and first.positives.equals(second.positives)
+    with pytest.raises(AssertionError, match="cached index"):  # other parameters: another entry
+        BM25Retriever(top_k=10, k1=1.2, cache_dir=str(tmp_path)).apply(batch)
