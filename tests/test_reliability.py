@@ -398,3 +398,35 @@ def test_sigint_mid_run_leaves_no_output_and_no_temp_file(big_workload, tmp_path
         counts = sorted(partial.glob("chunk-*.json"))
         assert counts, "no chunk was checkpointed before the interrupt"
         assert all(p.with_suffix(".parquet").exists() for p in counts)
+
+
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(big_workload, tmp_path):
+    """A killed process (no chance to clean up) resumes from its finished chunks to the same bytes."""
+    q, c, r = big_workload
+    out, reference = tmp_path / "t.parquet", tmp_path / "ref.parquet"
+
+    def cmd(target: Path) -> list[str]:
+        return [sys.executable, "-m", "hnmine", "mine", "--queries", str(q), "--corpus", str(c), "--qrels", str(r),
+                "--retriever", "bm25", "--sampling", "random", "--seed", "7", "--chunk-size", "64",
+                "--output", str(target), "--quiet"]
+
+    proc = subprocess.Popen(cmd(out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    partial = tmp_path / ".t.parquet.partial"
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and len(list(partial.glob("chunk-*.json"))) < 3:
+            time.sleep(0.01)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before it could be killed")
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not out.exists() and len(list(partial.glob("chunk-*.json"))) >= 3
+    done = subprocess.run(cmd(out), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    subprocess.run(cmd(reference), cwd=REPO, check=True, capture_output=True)
+    assert out.read_bytes() == reference.read_bytes()
+    assert not partial.exists()
