@@ -31,7 +31,7 @@ from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_pipeline
 from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
 from hnmine.stage import stage_options
-from hnmine.triplets import TripletColumns, candidate_batch, read_triplets
+from hnmine.triplets import TripletColumns, denoise_triplets, read_triplets
 from hnmine.window import RankWindow
 
 app = typer.Typer(
@@ -409,33 +409,16 @@ def denoise(
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
         triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
         data = triplets.data
-        pipeline.prepare(data)
-        neg_scores: dict[tuple[int, int], float] = {}
-        pos_scores: dict[tuple[int, int], float] = {}
         report: MiningReport = pipeline.report
-        report.queries, report.documents = data.num_queries, data.num_docs
-        report.positives = int(data.positive_counts.sum())
         with _progress(data.num_queries, "denoising queries", quiet) as progress:
-            for start in range(0, data.num_queries, chunk_size):
-                queries = np.arange(start, min(start + chunk_size, data.num_queries), dtype=np.int32)
-                batch = pipeline.run_batch(candidate_batch(triplets, queries))
-                _collect(batch.candidates.to_pydict(), neg_scores)
-                _collect(batch.positives.to_pydict(), pos_scores)
-                progress.advance(progress.task_ids[0], len(queries))
-        keep = np.fromiter(((q, d) in neg_scores for q, d in zip(triplets.row_query.tolist(),
-                                                                 triplets.row_negative.tolist())),
-                           bool, count=len(triplets.row_query))
-        rows = np.flatnonzero(keep)
-        table = triplets.table.take(rows)
-        rq, rp, rn = triplets.row_query[rows], triplets.row_positive[rows], triplets.row_negative[rows]
-        table = _replace(table, "positive_ce_score", [pos_scores.get((q, p)) for q, p in zip(rq.tolist(), rp.tolist())])
-        table = _replace(table, "negative_ce_score", [neg_scores[(q, d)] for q, d in zip(rq.tolist(), rn.tolist())])
+            table, kept_pairs = denoise_triplets(triplets, pipeline, chunk_size,
+                                                 on_chunk=lambda k: progress.advance(progress.task_ids[0], k))
         with atomic_path(out) as tmp:
             import pyarrow.parquet as pq
 
             pq.write_table(table, tmp)
         report.rows_written = table.num_rows
-        report.negatives_emitted = len(neg_scores)
+        report.negatives_emitted = kept_pairs
         options: dict[str, Any] = {"cross_encoder": cross_encoder, "max_score": max_score, "margin": margin,
                                    "max_ratio": max_ratio, "batch_size": batch_size, "max_length": max_length}
         manifest = build_manifest("denoise", pipeline, report, options, {"triplets": str(input)}, out, started)
@@ -448,20 +431,6 @@ def denoise(
                       f"{denoiser.pairs_scored:,} cross-encoder pair evaluations; wrote {out}")
 
     _guarded(run)
-
-
-def _collect(columns: dict[str, list], into: dict[tuple[int, int], float]) -> None:
-    for q, d, s in zip(columns["query_idx"], columns["doc_idx"], columns.get("ce_score", [])):
-        into[(q, d)] = s
-
-
-def _replace(table: Any, name: str, values: list) -> Any:
-    import pyarrow as pa
-
-    array = pa.array(values, pa.float32())
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, array)
-    return table.append_column(name, array)
 
 
 def write_tier_files(path: Path, overwrite: bool, column: str = "tier") -> list[Path]:

@@ -7,15 +7,17 @@ however many rows repeat it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch
+from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.io import read_parquet, text_column
+from hnmine.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,35 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
         "retriever": pa.array(["input"] * len(pairs), pa.string()),
     }, schema=CANDIDATE_SCHEMA)
     return CandidateBatch.start(triplets.data, queries).with_candidates(candidates)
+
+
+def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int = 256,
+                     on_chunk: Callable[[int], None] | None = None) -> tuple[pa.Table, int]:
+    """The file's rows whose (query, negative) pair survives ``pipeline``, with both cross-encoder scores.
+
+    Rows keep every column they came with; ``positive_ce_score`` and ``negative_ce_score`` are added (or
+    replaced). Returns the table and the number of distinct (query, negative) pairs kept.
+    """
+    data = triplets.data
+    pipeline.prepare(data)
+    report = pipeline.report
+    report.queries, report.documents = data.num_queries, data.num_docs
+    report.positives = int(data.positive_counts.sum())
+    neg_scores: dict[tuple[int, int], float] = {}
+    pos_scores: dict[tuple[int, int], float] = {}
+    for start in range(0, data.num_queries, chunk_size):
+        queries = np.arange(start, min(start + chunk_size, data.num_queries), dtype=np.int32)
+        batch = pipeline.run_batch(candidate_batch(triplets, queries))
+        for table, into in ((batch.candidates, neg_scores), (batch.positives, pos_scores)):
+            cols = table.to_pydict()
+            into.update(zip(zip(cols["query_idx"], cols["doc_idx"]), cols.get("ce_score", [])))
+        if on_chunk is not None:
+            on_chunk(len(queries))
+    rq_all, rn_all = triplets.row_query.tolist(), triplets.row_negative.tolist()
+    rows = np.flatnonzero(np.fromiter(((q, d) in neg_scores for q, d in zip(rq_all, rn_all)), bool,
+                                      count=len(rq_all)))
+    table = triplets.table.take(rows)
+    rq, rp, rn = (a[rows].tolist() for a in (triplets.row_query, triplets.row_positive, triplets.row_negative))
+    table = set_column(table, "positive_ce_score", [pos_scores.get(k) for k in zip(rq, rp)], pa.float32())
+    table = set_column(table, "negative_ce_score", [neg_scores[k] for k in zip(rq, rn)], pa.float32())
+    return table, len(neg_scores)
