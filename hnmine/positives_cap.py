@@ -35,7 +35,7 @@ class PositivesPerQuery:
 
     def __post_init__(self) -> None:
         if self.max_positives < 1:
-            raise InputError(f"--max-positives must be >= 1, got {self.max_positives}")
+            raise InputError(f"--positives-per-query must be >= 1, got {self.max_positives}")
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         positives = batch.positives
