@@ -28,7 +28,7 @@ from hnmine.hidden_positives import hide_positives, with_probes
 from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
 from hnmine.output import FORMATS, MinedWriter, atomic_path, check_output_path, write_json_atomic
 from hnmine.pipeline import MiningReport, Pipeline
-from hnmine.recipe import MineOptions, build_pipeline
+from hnmine.recipe import MineOptions, build_denoiser, build_pipeline
 from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
 from hnmine.stage import stage_options
 from hnmine.triplets import TripletColumns, denoise_triplets, read_triplets
@@ -372,10 +372,15 @@ def mine(
 @app.command()
 def denoise(
     input: Annotated[Path, typer.Argument(help="Triplet Parquet with query / positive / negative text columns.")],
-    cross_encoder: Annotated[str, typer.Option(help="CrossEncoder name or local path (required).")],
     output: Annotated[Path, typer.Option(help="Where to write the kept rows (Parquet).")],
+    cross_encoder: Annotated[str | None, typer.Option(
+        help="CrossEncoder name or local path; the same as --scorer cross-encoder:NAME.")] = None,
+    scorer: Annotated[str | None, typer.Option(
+        help="The teacher: cross-encoder:NAME (scores in *_ce_score) or bi-encoder:NAME, any "
+             "SentenceTransformer (cosine similarity in *_teacher_cosine; cheaper, weaker). "
+             "Give this or --cross-encoder.")] = None,
     max_score: Annotated[float | None, typer.Option(
-        help="Drop rows whose negative's cross-encoder score >= T. Default: off.")]
+        help="Drop rows whose negative's teacher score >= T (the teacher's scale). Default: off.")]
     = None,
     margin: Annotated[float | None, typer.Option(
         help="Drop rows whose negative scores >= the query's lowest positive score - M. Default: off.")] = None,
@@ -384,51 +389,58 @@ def denoise(
     query_column: Annotated[str, typer.Option(help="Query text column.")] = "query",
     positive_column: Annotated[str, typer.Option(help="Positive text column.")] = "positive",
     negative_column: Annotated[str, typer.Option(help="Negative text column.")] = "negative",
-    batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = 32,
     max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... Default: best available.")] = None,
+    dtype: Annotated[str, typer.Option(help="Bi-encoder teacher precision: auto|float32|bfloat16|float16.")]
+    = "float32",
     chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = 256,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.")] = False,
 ) -> None:
-    """Clean an existing triplet file with a cross-encoder: drop rows whose negative is a likely positive.
+    """Clean an existing triplet file with a teacher model: drop rows whose negative is a likely positive.
 
-    Rows whose negative equals the query or one of the query's positives (by normalised text) are always
-    dropped. Each distinct (query, passage) pair is scored once.
+    The teacher is a cross-encoder (best) or any SentenceTransformer (--scorer bi-encoder:NAME). Rows whose
+    negative equals the query or one of the query's positives (by normalised text) are always dropped.
+    Each distinct (query, passage) pair is scored once.
     """
     started = time.time()
     _quiet_libraries(quiet)
 
     def run() -> None:
         out = check_output_path(output, overwrite)
-        if all(v is None for v in (max_score, margin, max_ratio)):
-            raise InputError("give at least one of --max-score, --margin, --max-ratio")
-        denoiser = CrossEncoderDenoiser(model=cross_encoder, max_score=max_score, margin=margin,
-                                        max_ratio=max_ratio, batch_size=batch_size, device=device,
-                                        max_length=max_length)
+        if (cross_encoder is None) == (scorer is None):
+            raise InputError("give exactly one of --cross-encoder NAME and --scorer KIND:NAME")
+        teacher = scorer if scorer is not None else f"cross-encoder:{cross_encoder}"
+        denoiser = build_denoiser(teacher, max_score, margin, max_ratio, batch_size=batch_size, device=device,
+                                  max_length=max_length, dtype=dtype)
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
         triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
         data = triplets.data
         report: MiningReport = pipeline.report
         with _progress(data.num_queries, "denoising queries", quiet) as progress:
             table, kept_pairs = denoise_triplets(triplets, pipeline, chunk_size,
-                                                 on_chunk=lambda k: progress.advance(progress.task_ids[0], k))
+                                                 on_chunk=lambda k: progress.advance(progress.task_ids[0], k),
+                                                 score_column=denoiser.score_column)
         with atomic_path(out) as tmp:
             import pyarrow.parquet as pq
 
             pq.write_table(table, tmp)
         report.rows_written = table.num_rows
         report.negatives_emitted = kept_pairs
-        options: dict[str, Any] = {"cross_encoder": cross_encoder, "max_score": max_score, "margin": margin,
-                                   "max_ratio": max_ratio, "batch_size": batch_size, "max_length": max_length}
+        options: dict[str, Any] = {"scorer": teacher, "score_column": denoiser.score_column,
+                                   "max_score": max_score, "margin": margin, "max_ratio": max_ratio,
+                                   "batch_size": batch_size, "max_length": max_length}
         manifest = build_manifest("denoise", pipeline, report, options, {"triplets": str(input)}, out, started)
         manifest["rows_in"] = triplets.table.num_rows
-        manifest["cross_encoder_pairs_scored"] = denoiser.pairs_scored
+        pairs_scored = getattr(denoiser, "pairs_scored", None)
+        if pairs_scored is not None:
+            manifest["cross_encoder_pairs_scored"] = pairs_scored
         write_json_atomic(manifest_path(out), manifest)
         if not quiet:
             print_summary(report, err, title="hnmine denoise")
-            err.print(f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; "
-                      f"{denoiser.pairs_scored:,} cross-encoder pair evaluations; wrote {out}")
+            scored = f"{pairs_scored:,} cross-encoder pair evaluations; " if pairs_scored is not None else ""
+            err.print(f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; {scored}wrote {out}")
 
     _guarded(run)
 

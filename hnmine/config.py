@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hnmine.ambiguous import AmbiguousZoneFilter
+from hnmine.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.bm25 import BM25Retriever
 from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
@@ -33,7 +34,7 @@ from hnmine.window import RankWindow
 STAGE_KINDS: dict[str, type] = {
     cls.kind: cls
     for cls in (BM25Retriever, DenseRetriever, HybridRetriever, PositiveExcluder, RankWindow,
-                CrossEncoderScorer, CrossEncoderDenoiser, FalseNegativeFilter, AmbiguousZoneFilter,
+                CrossEncoderScorer, CrossEncoderDenoiser, BiEncoderDenoiser, FalseNegativeFilter, AmbiguousZoneFilter,
                 NegativeSelector, TripletMarginFilter, DifficultyTiers, RandomFill, PositivesPerQuery, QueryClusters)
 }
 

@@ -102,6 +102,7 @@ class CrossEncoderDenoiser:
     """Score with a cross-encoder, then drop likely false negatives by thresholds on ``ce_score``."""
 
     kind: ClassVar[str] = "cross_encoder_denoise"
+    score_column: ClassVar[str] = "ce_score"
     model: str = ""
     max_score: float | None = None
     margin: float | None = None

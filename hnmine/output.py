@@ -95,7 +95,7 @@ def _label_columns(batch: CandidateBatch) -> list[str]:
 
 
 def _score_columns(batch: CandidateBatch) -> list[str]:
-    return [c for c in ("ce_score", "bm25_score", "rrf_score") if c in batch.candidates.column_names]
+    return [c for c in ("ce_score", "teacher_cosine", "bm25_score", "rrf_score") if c in batch.candidates.column_names]
 
 
 def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:

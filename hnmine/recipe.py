@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from hnmine.ambiguous import AmbiguousZoneFilter
+from hnmine.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.bm25 import BM25Retriever
 from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser
@@ -29,6 +30,7 @@ from hnmine.triplet_margin import TripletMarginFilter
 from hnmine.window import RankWindow
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
+SCORER_KINDS = ("cross-encoder", "bi-encoder")
 
 
 @dataclass
@@ -136,3 +138,27 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         shared = dense if opts.retriever != "bm25" else replace(opts.dense, save_index=None, load_index=None)
         stages.append(QueryClusters(num_clusters=opts.query_clusters, seed=opts.seed, dense=shared))
     return Pipeline(stages, chunk_size=opts.chunk_size)
+
+
+def parse_scorer(spec: str) -> tuple[str, str]:
+    """``cross-encoder:NAME`` or ``bi-encoder:NAME``; a bare NAME means a cross-encoder, as ``--cross-encoder``."""
+    kind, sep, name = spec.partition(":")
+    if not sep or kind not in SCORER_KINDS:
+        kind, name = "cross-encoder", spec
+    if not name.strip():
+        raise InputError(f"--scorer {spec!r}: expected cross-encoder:NAME or bi-encoder:NAME")
+    return kind, name
+
+
+def build_denoiser(scorer: str, max_score: float | None, margin: float | None, max_ratio: float | None,
+                   batch_size: int = 32, device: str | None = None, max_length: int | None = None,
+                   dtype: str = "float32") -> CrossEncoderDenoiser | BiEncoderDenoiser:
+    """The teacher of ``hnmine denoise``: a cross-encoder (``ce_score``) or a bi-encoder (``teacher_cosine``)."""
+    if all(v is None for v in (max_score, margin, max_ratio)):
+        raise InputError("give at least one of --max-score, --margin, --max-ratio")
+    kind, name = parse_scorer(scorer)
+    if kind == "bi-encoder":
+        return BiEncoderDenoiser(model=name, max_score=max_score, margin=margin, max_ratio=max_ratio,
+                                 batch_size=batch_size, device=device, dtype=dtype)
+    return CrossEncoderDenoiser(model=name, max_score=max_score, margin=margin, max_ratio=max_ratio,
+                                batch_size=batch_size, device=device, max_length=max_length)

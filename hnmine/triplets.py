@@ -88,11 +88,14 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
 
 
 def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int = 256,
-                     on_chunk: Callable[[int], None] | None = None) -> tuple[pa.Table, int]:
-    """The file's rows whose (query, negative) pair survives ``pipeline``, with both cross-encoder scores.
+                     on_chunk: Callable[[int], None] | None = None,
+                     score_column: str = "ce_score") -> tuple[pa.Table, int]:
+    """The file's rows whose (query, negative) pair survives ``pipeline``, with both teacher scores.
 
-    Rows keep every column they came with; ``positive_ce_score`` and ``negative_ce_score`` are added (or
-    replaced). Returns the table and the number of distinct (query, negative) pairs kept.
+    Rows keep every column they came with; ``positive_<score_column>`` and ``negative_<score_column>`` are
+    added (or replaced): ``ce_score`` for a cross-encoder, ``teacher_cosine`` for a bi-encoder teacher, so a
+    reader never mistakes one scale for the other. Returns the table and the number of distinct (query,
+    negative) pairs kept.
     """
     data = triplets.data
     pipeline.prepare(data)
@@ -106,7 +109,7 @@ def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int 
         batch = pipeline.run_batch(candidate_batch(triplets, queries))
         for table, into in ((batch.candidates, neg_scores), (batch.positives, pos_scores)):
             cols = table.to_pydict()
-            into.update(zip(zip(cols["query_idx"], cols["doc_idx"]), cols.get("ce_score", [])))
+            into.update(zip(zip(cols["query_idx"], cols["doc_idx"]), cols.get(score_column, [])))
         if on_chunk is not None:
             on_chunk(len(queries))
     rq_all, rn_all = triplets.row_query.tolist(), triplets.row_negative.tolist()
@@ -114,6 +117,6 @@ def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int 
                                       count=len(rq_all)))
     table = triplets.table.take(rows)
     rq, rp, rn = (a[rows].tolist() for a in (triplets.row_query, triplets.row_positive, triplets.row_negative))
-    table = set_column(table, "positive_ce_score", [pos_scores.get(k) for k in zip(rq, rp)], pa.float32())
-    table = set_column(table, "negative_ce_score", [neg_scores[k] for k in zip(rq, rn)], pa.float32())
+    table = set_column(table, f"positive_{score_column}", [pos_scores.get(k) for k in zip(rq, rp)], pa.float32())
+    table = set_column(table, f"negative_{score_column}", [neg_scores[k] for k in zip(rq, rn)], pa.float32())
     return table, len(neg_scores)

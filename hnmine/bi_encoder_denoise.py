@@ -1,0 +1,85 @@
+"""Denoising with a bi-encoder teacher: a cheaper judge than a cross-encoder.
+
+Domain teams often have no reranker for their data, but do have a stronger (or differently trained)
+embedding model than the one that retrieved the candidates. Its cosine similarity is a weaker relevance
+signal than a cross-encoder's, yet it costs one encoding per distinct text instead of one forward pass per
+(query, passage) pair, and disagreement between two embedding models is exactly where false negatives hide.
+
+Scores land in ``teacher_cosine``, never in ``ce_score``: the two live on different scales, and every
+threshold says which score it applies to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from hnmine.candidates import CandidateBatch, set_column
+from hnmine.data import MiningData
+from hnmine.encoder import Encoder
+from hnmine.errors import InputError
+from hnmine.false_negatives import FalseNegativeFilter
+
+SCORE_COLUMN = "teacher_cosine"
+
+
+@dataclass
+class BiEncoderDenoiser:
+    """Add ``teacher_cosine`` from a SentenceTransformer to candidates and positives, then drop likely positives."""
+
+    kind: ClassVar[str] = "bi_encoder_denoise"
+    score_column: ClassVar[str] = SCORE_COLUMN
+    model: str = ""
+    max_score: float | None = None
+    margin: float | None = None
+    max_ratio: float | None = None
+    query_prompt: str = ""
+    corpus_prompt: str = ""
+    batch_size: int = 32
+    device: str | None = None
+    dtype: str = "float32"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    _data: MiningData | None = field(default=None, init=False, repr=False)
+    _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
+    _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
+    _filter: FalseNegativeFilter | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise InputError("bi-encoder denoising needs a model (--scorer bi-encoder:NAME_OR_PATH)")
+        if self.max_score is not None and not -1.0 <= self.max_score <= 1.0:
+            raise InputError(f"--max-score {self.max_score} applies to the bi-encoder teacher's cosine "
+                             "similarity here, which lies in [-1, 1]")
+        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE_COLUMN)
+
+    def prepare(self, data: MiningData) -> None:
+        """Encode every query and passage once (through the embedding cache), before any chunk."""
+        if self._data is data:
+            return
+        encoder = Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
+                          cache_dir=self.cache_dir, use_cache=self.use_cache)
+        self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
+        self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
+        if self._query_emb.shape[1] != self._doc_emb.shape[1]:
+            raise InputError(f"bi-encoder {self.model!r}: query and passage embeddings differ in dimension")
+        self._data = data
+
+    def score(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        assert self._query_emb is not None and self._doc_emb is not None, "prepare() first"
+        if len(query_idx) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return np.einsum("ij,ij->i", self._query_emb[query_idx], self._doc_emb[doc_idx]).astype(np.float64)
+
+    def apply(self, batch: CandidateBatch) -> CandidateBatch:
+        assert self._filter is not None
+        self.prepare(batch.data)
+        cand, pos = batch.candidates, batch.positives
+        cand = set_column(cand, SCORE_COLUMN, self.score(cand.column("query_idx").to_numpy(),
+                                                         cand.column("doc_idx").to_numpy()), pa.float32())
+        pos = set_column(pos, SCORE_COLUMN, self.score(pos.column("query_idx").to_numpy(),
+                                                       pos.column("doc_idx").to_numpy()), pa.float32())
+        return self._filter.apply(CandidateBatch(batch.data, batch.queries, cand, pos))
