@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 SHARED ?= ../shared/datasets/scifact
 
-.PHONY: install mine test lint bench bench-bm25 sample-data refresh clean
+.PHONY: install mine test lint bench bench-bm25 bench-quality sample-data refresh clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ bench: install
 
 bench-bm25: install
 	$(BIN)/python benchmarks/bm25.py
+
+# Downstream quality (issue #4): mine SciFact train per strategy, fine-tune MiniLM, nDCG@10/Recall@100 on test.
+# Resumable: rerun to continue; results in benchmarks/results/downstream.{json,md}. Takes hours on 2 CPU cores.
+QUALITY_OUT ?= /tmp/hnmine-downstream
+bench-quality: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/downstream.py --scifact $(SHARED) --out-dir $(QUALITY_OUT)
 
 sample-data: install
 	$(BIN)/python scripts/make_sample_data.py $(SHARED) sample_data
