@@ -13,10 +13,12 @@ The settings are the same for both tools: the bundled all-MiniLM-L6-v2 (float32,
 per query from candidates ranked 11..50, ``top`` sampling, triplet output, corpus text "title text". Scenarios:
 
 1. ``cold``: both from scratch (hnmine with an empty embedding cache).
-2. ``warm``: the same run with a changed filter (absolute margin 0.05). hnmine reuses its embedding cache.
+2. ``cold-auto``: hnmine with ``--dtype auto`` (bfloat16 where the CPU computes it natively; see
+   ``benchmarks/dtype.py`` for the neighbour overlap against float32), compared with the same float32 ST run.
+3. ``warm``: the same run with a changed filter (absolute margin 0.05). hnmine reuses its embedding cache.
    sentence-transformers re-encodes by default, but the installed version (6.2) also takes ``cache_folder``,
    so its run with that cache (written by its cold run) is shown as a third row.
-3. ``cross-encoder``: a cross-encoder with margin 0.0 (sentence-transformers rescores only when a margin or
+4. ``cross-encoder``: a cross-encoder with margin 0.0 (sentence-transformers rescores only when a margin or
    score limit is set). No pretrained cross-encoder is available offline, so one of realistic size is built
    from the bundled MiniLM weights with a seeded, untrained 1-label head. Its scores are meaningless, but
    its cost per pair is that of a real MiniLM-L6 cross-encoder. Scoring on a CPU is slow, so this scenario
@@ -50,7 +52,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SCIFACT = REPO.parent / "shared" / "datasets" / "scifact"
-SCENARIOS = ("cold", "warm", "cross-encoder")
+SCENARIOS = ("cold", "cold-auto", "warm", "cross-encoder")
 NUM_NEGATIVES, RANGE_MIN, RANGE_MAX, BATCH_SIZE = 5, 10, 50, 32
 WARM_MARGIN, CE_MARGIN = 0.05, 0.0
 INTERNAL = ("_measure", "_st", "_hnmine")
@@ -299,12 +301,13 @@ class Runner:
     def cache_entries(self) -> int:
         return len(list((self.hnmine_cache / "embeddings").glob("*.npy")))
 
-    def hnmine(self, name: str, inputs: list[str], extra: list[str], count_pairs: bool = False) -> dict[str, Any]:
+    def hnmine(self, name: str, inputs: list[str], extra: list[str], count_pairs: bool = False,
+               dtype: str = "float32") -> dict[str, Any]:
         output = self.out_dir / f"{name}.parquet"
         args = ["mine", *inputs, "--output", str(output), "--overwrite", "--retriever", "dense",
                 "--model", "all-MiniLM-L6-v2", "--num-negatives", str(NUM_NEGATIVES), "--range-min", str(RANGE_MIN),
                 "--range-max", str(RANGE_MAX), "--sampling", "top", "--batch-size", str(BATCH_SIZE),
-                "--dtype", "float32", "--format", "triplet", "--cache-dir", str(self.hnmine_cache), "--quiet",
+                "--dtype", dtype, "--format", "triplet", "--cache-dir", str(self.hnmine_cache), "--quiet",
                 *extra]
         counts = self.out_dir / f"{name}.ce-counts.json"
         cmd = ([sys.executable, __file__, "_hnmine", str(counts), "--", *args] if count_pairs
@@ -424,6 +427,11 @@ def print_details(runs: list[dict[str, Any]]) -> None:
             stages = ", ".join(f"{s['kind'].split(':', 1)[-1]} {s['seconds']:.1f}s (-{s['dropped']:,})"
                                for s in counts.get("stages", []))
             print(f"  manifest: {m.get('seconds', 0):.1f} s in-process; stages (rows dropped): {stages}")
+            encoder_s = counts.get("notes", {}).get("encoder seconds (cache misses only)")
+            if encoder_s:
+                print(f"  encoder forward passes {encoder_s:.1f} s; everything else (start-up, imports, model load, "
+                      f"reading, search, stages, writing) {r['wall_s'] - encoder_s:.1f} s = "
+                      f"{1 - encoder_s / r['wall_s']:.1%} of the wall time")
             print(f"  embedding cache: {r['cache_entries_before']} entries before, +{r['cache_entries_added']} written"
                   f" ({'all hits' if r['cache_entries_added'] == 0 and r['cache_entries_before'] else 'encoded'})")
             short = len(counts.get("queries_short_of_negatives", []))
@@ -457,7 +465,8 @@ def print_details(runs: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder.")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="Comma-separated: cold,warm,cross-encoder.")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="Comma-separated: cold,cold-auto,warm,cross-encoder.")
     parser.add_argument("--queries-subset", type=int, default=150,
                         help="Queries (seeded sample) for the cross-encoder scenario; 0 = all 809.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the query subset and the cross-encoder head.")
@@ -516,6 +525,14 @@ def run_all(args: argparse.Namespace, scenarios: list[str], out_dir: Path) -> No
     if "cold" in scenarios:
         add("cold", "hnmine", runner.hnmine("cold-hnmine", beir, []))
         add("cold", "ST", runner.st("cold-st", full, [], cache=st_cache))
+    if "cold-auto" in scenarios:
+        # --dtype auto: bfloat16 on CPUs that compute it natively. Its embeddings are cached under their own key,
+        # so this run encodes from scratch too; it is compared with the float32 ST run of the cold scenario.
+        add("cold-auto", "hnmine --dtype auto", runner.hnmine("cold-auto-hnmine", beir, [], dtype="auto"))
+        cold_st = next((r for r in runs if r["scenario"] == "cold" and r["tool"] != "hnmine"), None)
+        if cold_st is None:
+            cold_st = runner.st("cold-st", full, [], cache=False)
+        add("cold-auto", "ST (the cold run)", {**cold_st})
     if "warm" in scenarios or "cross-encoder" in scenarios:
         if runner.cache_entries() == 0:
             print("priming hnmine's embedding cache (not measured) ...", flush=True)

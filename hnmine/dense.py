@@ -7,6 +7,7 @@ results do not depend on index parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,6 +54,19 @@ def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
     return emb / np.where(norms == 0, 1, norms)
 
 
+def stored_vectors(index: Any) -> np.ndarray | None:
+    """A zero-copy view of the vectors a flat or HNSW index stores, or None for compressed (IVF) storage.
+
+    Positives and arbitrary pairs are scored from these, so the corpus embeddings need not be kept twice.
+    """
+    import faiss
+
+    flat = faiss.downcast_index(index.storage if isinstance(index, faiss.IndexHNSW) else index)
+    if not isinstance(flat, faiss.IndexFlat) or flat.ntotal == 0:
+        return None
+    return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
+
+
 @dataclass
 class DenseRetriever:
     """Top-``top_k`` neighbours by cosine similarity; positives are scored with the same embeddings."""
@@ -81,14 +95,27 @@ class DenseRetriever:
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _index: Any = field(default=None, init=False, repr=False)
     _notes: dict = field(default_factory=dict, init=False, repr=False)
+    _searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, init=False, repr=False)
 
-    def notes(self) -> dict[str, int]:
-        """Counts for the run summary: texts the encoder had to truncate."""
+    def notes(self) -> dict[str, float]:
+        """For the run summary: texts the encoder had to truncate, and time spent in the encoder itself."""
         return dict(self._notes)
 
     def encoder(self) -> Encoder:
         return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
                        cache_dir=self.cache_dir, use_cache=self.use_cache)
+
+    def use_backend(self, data: MiningData, doc_emb: np.ndarray, query_emb: np.ndarray,
+                    searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+                    notes: dict | None = None) -> None:
+        """Embeddings and top-k lists computed elsewhere (``hnmine.ray_engine``); ``prepare`` then does nothing.
+
+        ``searcher(query_idx, k)`` answers like ``search``: ``(doc_idx, scores)``, best first, ``min(k, corpus)``
+        wide. Everything downstream (positives' scores, hybrid fusion, clusters) runs unchanged.
+        """
+        self._doc_emb, self._query_emb, self._searcher, self._data = doc_emb, query_emb, searcher, data
+        self._notes.update(notes or {})
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_KINDS:
@@ -108,10 +135,14 @@ class DenseRetriever:
         else:
             self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
             self._notes["queries truncated by the encoder"] = encoder.truncated
+        self._notes["encoder seconds (cache misses only)"] = round(encoder.seconds, 2)
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"query embeddings have dimension {self._query_emb.shape[1]}, corpus embeddings "
                              f"{self._doc_emb.shape[1]}")
         self._index = self._build_index(self._doc_emb)
+        stored = stored_vectors(self._index)
+        if stored is not None:
+            self._doc_emb = stored  # one copy of the corpus vectors, not two (1.5 GB at 1M x 384)
         self._data = data
 
     def _build_index(self, emb: np.ndarray) -> Any:
@@ -155,6 +186,8 @@ class DenseRetriever:
         return np.einsum("ij,ij->i", q, d).astype(np.float64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._searcher is not None:
+            return self._searcher(np.asarray(queries), k)
         assert self._index is not None and self._query_emb is not None, "prepare() first"
         import faiss
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,22 @@ def resolve_model(name: str) -> str:
     if name in BUNDLED_MODEL_NAMES and not Path(name).exists():
         return bundled_model_path()
     return name
+
+
+def device_list(device: str | None) -> list[str] | None:
+    """``cuda:0,cuda:1`` (or ``cpu,cpu``): one encoding process per entry, through sentence-transformers' pool."""
+    if not device or "," not in device:
+        return None
+    devices = [d.strip() for d in device.split(",")]
+    if not all(devices):
+        raise InputError(f"--device {device!r}: expected a device or a comma-separated list (cuda:0,cuda:1)")
+    return devices
+
+
+def primary_device(device: str | None) -> str | None:
+    """The device for single-process models (cross-encoder, index) when encoding is spread over several."""
+    devices = device_list(device)
+    return devices[0] if devices else device
 
 
 def default_cache_dir() -> Path:
@@ -119,6 +136,7 @@ class Encoder:
     use_cache: bool = True
     show_progress: bool = True
     truncated: int = 0
+    seconds: float = 0.0  # spent in the model itself: the floor of a cold run, reported apart from the rest
 
     def _key(self, texts: list[str], prompt: str, dtype: str) -> str:
         h = hashlib.sha256()
@@ -147,8 +165,10 @@ class Encoder:
                         return np.asarray(emb[inverse]) if len(distinct) != len(texts) else np.asarray(emb)
                 except (OSError, ValueError):
                     pass  # a corrupt cache entry is recomputed, never trusted
-        model = load_sentence_transformer(self.model, self.device, dtype)
+        devices = device_list(self.device)
+        model = load_sentence_transformer(self.model, primary_device(self.device), dtype)
         self.truncated = count_truncated(model, [f"{prompt}{t}" for t in distinct])
+        start = time.perf_counter()
         emb = model.encode(
             distinct,
             prompt=prompt or None,
@@ -157,8 +177,10 @@ class Encoder:
             convert_to_numpy=False,
             convert_to_tensor=True,
             normalize_embeddings=True,
+            **({"device": devices} if devices else {}),
         )
         emb = emb.float().cpu().numpy().astype(np.float32, copy=False)
+        self.seconds += time.perf_counter() - start
         if cache_file is not None:
             try:
                 _save_atomic(cache_file, emb)

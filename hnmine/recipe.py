@@ -16,6 +16,7 @@ from hnmine.bm25 import BM25Retriever
 from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.dense import DenseRetriever
+from hnmine.encoder import primary_device
 from hnmine.errors import InputError
 from hnmine.exclusion import PositiveExcluder
 from hnmine.false_negatives import FalseNegativeFilter
@@ -117,7 +118,7 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, batch_size=opts.ce_batch_size,
-                                           device=opts.dense.device, max_length=opts.ce_max_length,
+                                           device=primary_device(opts.dense.device), max_length=opts.ce_max_length,
                                            needed=_needed_after_denoise(opts)))
     elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio)):
         stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score"))

@@ -75,3 +75,31 @@ def test_save_and_load_index_round_trip(vectors):
 def test_unknown_index_kind_refused():
     with pytest.raises(InputError, match="--index"):
         DenseRetriever(index="annoy")
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
+def test_positives_are_scored_from_the_same_vectors_the_index_searches(vectors, index):
+    """Flat and HNSW indexes hold the only copy of the corpus vectors; positive scores must still be exact."""
+    data, path = vectors
+    dense = DenseRetriever(top_k=3, corpus_embeddings=str(path / "docs.npy"),
+                           query_embeddings=str(path / "queries.npy"), index=index, ivf_nlist=1)
+    dense.prepare(data)
+    q = np.arange(data.num_queries)
+    d = np.array([data.positives_of(i)[0] for i in q])
+    queries = load_embeddings(str(path / "queries.npy"), data.query_ids, "query_id")
+    docs = load_embeddings(str(path / "docs.npy"), data.doc_ids, "doc_id")
+    assert np.allclose(dense.score_pairs(q, d), np.einsum("ij,ij->i", queries[q], docs[d]), atol=1e-6)
+    assert (dense._doc_emb.base is not None) == (index != "ivf")  # a view into the index, not a second copy
+
+
+def test_encoding_over_several_processes_matches_one_process():
+    from hnmine.encoder import Encoder, device_list, primary_device
+
+    texts = [f"passage {i} about topic {i % 3}" for i in range(12)]
+    one = Encoder(device="cpu", use_cache=False, show_progress=False).encode(texts)
+    two = Encoder(device="cpu,cpu", use_cache=False, show_progress=False).encode(texts)
+    assert two.shape == one.shape and np.allclose(one, two, atol=1e-5)
+    assert device_list("cuda:0,cuda:1") == ["cuda:0", "cuda:1"] and primary_device("cuda:0,cuda:1") == "cuda:0"
+    assert device_list("cuda") is None
+    with pytest.raises(InputError, match="comma-separated"):
+        device_list("cuda:0,")

@@ -7,6 +7,7 @@ in the corpus, queries with one to five positives, and a small vocabulary so tex
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -27,7 +28,11 @@ from hnmine.pipeline import Pipeline
 from hnmine.selection import STRATEGIES, NegativeSelector
 from hnmine.window import RankWindow
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI draws the same examples every run (a red build must mean a change broke something); set
+# HNMINE_EXPLORE=N locally to search N fresh random examples per property instead.
+_EXPLORE = int(os.environ.get("HNMINE_EXPLORE", "0"))
+SETTINGS = settings(max_examples=_EXPLORE or 60, derandomize=not _EXPLORE, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 # Words whose normalised forms collide in the ways real corpora do: ß/ss, the ﬁ ligature, composed and
 # decomposed accents.
@@ -97,9 +102,19 @@ def cases(draw: st.DrawFn) -> Case:
 
 
 def _banned_keys(data: MiningData, q: int) -> set[str]:
-    """What must never be a negative of query ``q``, as normalised text (ids are checked separately)."""
-    return {normalize_text(data.doc_texts[int(p)]) for p in data.positives_of(q)} | {
+    """What must never be a negative of query ``q``, as normalised text (ids are checked separately).
+
+    Positives of another query with the same text count too (SciFact repeats claims under two ids).
+    """
+    return {normalize_text(data.doc_texts[int(p)]) for p in _pooled(data, q)} | {
         normalize_text(data.query_texts[q])}
+
+
+def _pooled(data: MiningData, q: int) -> set[int]:
+    """Positives of ``q`` and of every query whose normalised text equals ``q``'s (computed independently)."""
+    key = normalize_text(data.query_texts[q])
+    return {int(p) for other in range(data.num_queries) if normalize_text(data.query_texts[other]) == key
+            for p in data.positives_of(other)}
 
 
 def _rows(table: pa.Table) -> list[tuple]:
@@ -127,12 +142,12 @@ def test_excluder_drops_exactly_positives_their_copies_and_the_query(case: Case)
     data = case.data
     out = PositiveExcluder().apply(case.batch()).candidates
     for q, d in _pairs(out):
-        assert d not in data.positives_of(q).tolist()
+        assert d not in _pooled(data, q)
         assert normalize_text(data.doc_texts[d]) not in _banned_keys(data, q)
     # ... and nothing else: every other candidate survives, in its original order, re-ranked 1..n.
     expected: dict[int, list[int]] = {}
     for q, d, _, _ in _rows(case.candidates):
-        if d not in data.positives_of(q).tolist() and normalize_text(data.doc_texts[d]) not in _banned_keys(data, q):
+        if d not in _pooled(data, q) and normalize_text(data.doc_texts[d]) not in _banned_keys(data, q):
             expected.setdefault(q, []).append(d)
     got: dict[int, list[tuple[int, int]]] = {}
     for q, d, rank, _ in _rows(out):
