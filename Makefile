@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 SHARED ?= ../shared/datasets/scifact
 
-.PHONY: install mine test lint bench bench-bm25 bench-quality sample-data refresh clean
+.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality sample-data refresh clean
 
 install: $(VENV)/.installed
 
@@ -26,12 +26,25 @@ test: install
 lint: install
 	$(BIN)/ruff check hnmine tests benchmarks scripts
 
-bench: install
+# Speed and memory (issue #3), each printing ratios against the peer measured in the same run. `bench` runs all
+# four (about an hour on 2 CPU cores); the parts run alone too.
+bench: bench-bm25 bench-dtype bench-scale bench-vs-st
+
+bench-deps: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
-	$(BIN)/python benchmarks/bm25.py
 
 bench-bm25: install
 	$(BIN)/python benchmarks/bm25.py
+
+bench-dtype: install
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/dtype.py --scifact $(SHARED) --json benchmarks/results/dtype.json
+
+bench-scale: bench-deps
+	$(BIN)/python benchmarks/scale.py --scifact $(SHARED) --out-dir benchmarks/results
+
+bench-vs-st: bench-deps
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/vs_sentence_transformers.py --scifact $(SHARED) \
+		--json benchmarks/results/vs_sentence_transformers.json
 
 # Downstream quality (issue #4): mine SciFact train per strategy, fine-tune MiniLM, nDCG@10/Recall@100 on test.
 # Resumable: rerun to continue; results in benchmarks/results/downstream.{json,md}. Takes hours on 2 CPU cores.
@@ -39,6 +52,10 @@ QUALITY_OUT ?= /tmp/hnmine-downstream
 bench-quality: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/downstream.py --scifact $(SHARED) --out-dir $(QUALITY_OUT)
+
+# Ray engine: corpus encoding + sharded search with 1 vs 2 Ray workers (actors) on this machine.
+bench-ray: install
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/ray_workers.py --beir $(SHARED)
 
 sample-data: install
 	$(BIN)/python scripts/make_sample_data.py $(SHARED) sample_data
