@@ -86,6 +86,21 @@ def _progress(total: int, description: str, quiet: bool) -> Progress:
     return progress
 
 
+def _ray_engine(engine: str, address: str | None, workers: int | None, shards: int | None) -> Any:
+    """None for the local engine. The Ray engine is imported only when asked for, so Ray stays optional."""
+    if engine == "local":
+        given = [n for n, v in (("--ray-address", address), ("--ray-workers", workers), ("--ray-shards", shards))
+                 if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} needs --engine ray")
+        return None
+    if engine != "ray":
+        raise InputError(f"--engine {engine!r}: expected local or ray")
+    from hnmine.ray_engine import RayEngine
+
+    return RayEngine(address=address, workers=workers, shards=shards)
+
+
 def _load(queries: Path | None, corpus: Path | None, qrels: Path | None, pairs: Path | None,
           beir: Path | None, split: str, columns: ColumnNames, strict: bool) -> MiningData:
     given = [n for n, v in (("--pairs", pairs), ("--beir", beir), ("--queries/--qrels", queries or qrels)) if v]
@@ -192,7 +207,8 @@ def mine(
                                                rich_help_panel=DENSE)] = "",
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.", rich_help_panel=DENSE)] = 32,
     device: Annotated[str | None, typer.Option(
-        help="cpu, cuda, cuda:1, mps. Default: best available (sentence-transformers picks).",
+        help="cpu, cuda, cuda:1, mps; a comma-separated list (cuda:0,cuda:1 or cpu,cpu) encodes with one "
+             "process per entry (sentence-transformers' multi-process pool). Default: best available.",
                                                rich_help_panel=DENSE)] = None,
     dtype: Annotated[str, typer.Option(
         help="Encoder precision: auto (bfloat16 where native) | float32 | bfloat16 | float16.",
@@ -270,6 +286,20 @@ def mine(
     query_clusters: Annotated[int | None, typer.Option(
         help="k-means the query embeddings into K topics (FAISS) and add a 'cluster_id' column (TAS-Balanced "
              "batches). Default: off.", rich_help_panel=STRATEGY)] = None,
+    engine: Annotated[str, typer.Option(
+        help="local (this process) | ray: corpus/query encoding, dense search and cross-encoder scoring run as "
+             "Ray Data stages (pip install 'hnmine\\[ray]'); the output is then a directory of Parquet parts.",
+        rich_help_panel="Engine")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="With --engine ray: the cluster to attach to (auto, ray://HOST:10001). Default: none (start a "
+             "local Ray, or use the one this process already initialised).", rich_help_panel="Engine")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        help="With --engine ray: encoder / cross-encoder actors. Default: one per GPU of the cluster, or one "
+             "per CPU where it has none.", rich_help_panel="Engine")] = None,
+    ray_shards: Annotated[int | None, typer.Option(
+        help="With --engine ray: corpus shards, each encoded and searched (one exact FAISS index) as one unit. "
+             "Default: the number of workers, or one per 50,000 passages if more.",
+        rich_help_panel="Engine")] = None,
 ) -> None:
     """Mine hard negatives: retrieve, exclude positives, filter, select, write."""
     started = time.time()
@@ -311,7 +341,9 @@ def mine(
     def run() -> None:
         if output is None:
             raise InputError("missing --output")
-        out = check_output_path(output, overwrite)
+        ray_run = _ray_engine(engine, ray_address, ray_workers, ray_shards)
+        out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
+                                                                                                 format)
         build()  # options are checked before any data is read
         data = _load(queries, corpus, qrels, pairs, beir, split, columns, strict)
         pipeline = build(int(data.positive_counts.max()))
@@ -322,13 +354,16 @@ def mine(
         n = pipeline.target_negatives
         if n is not None and data.num_docs - 1 < n:
             raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")
+        if ray_run is not None:
+            ray_run.prepare_mine(pipeline, data)  # encode, search, cross-encode on Ray; stages get the results
         checkpoint = ChunkCheckpoint(out, fingerprint({
             "version": __version__, "inputs": {k: input_entry(v) for k, v in data.source.items()},
             "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns,
         }), enabled=resume and hide_fraction is None)
         pipeline.start(data)
-        with atomic_path(out) as tmp:
-            writer = MinedWriter(tmp, format, n, audit_columns)
+        with atomic_path(out) if ray_run is None else ray_run.output_dir(out) as tmp:
+            writer = MinedWriter(tmp, format, n, audit_columns) if ray_run is None else ray_run.writer(
+                tmp, format, n, audit_columns)
             with writer, _progress(data.num_queries, "mining queries", quiet) as progress:
                 task = progress.task_ids[0]
                 for i, chunk in enumerate(pipeline.chunks(data)):
@@ -361,6 +396,9 @@ def mine(
         manifest = build_manifest("mine", pipeline, report, options, data.source, out, started)
         manifest["cross_encoder_pairs_scored"] = sum(
             s.pairs_scored for s in pipeline.stages if isinstance(s, CrossEncoderDenoiser))
+        if ray_run is not None:
+            manifest["engine"] = ray_run.describe()
+            ray_run.close()
         write_json_atomic(manifest_path(out), manifest)
         if not quiet:
             print_summary(report, err)
@@ -397,6 +435,15 @@ def denoise(
     chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = 256,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.")] = False,
+    engine: Annotated[str, typer.Option(
+        help="local (this process) | ray: cross-encoder scoring runs as a Ray Data "
+             "stage (pip install 'hnmine\\[ray]'); the output is then a directory of Parquet parts.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="With --engine ray: the cluster to attach to (auto, ray://HOST:10001). Default: none (start a "
+             "local Ray, or use the one this process already initialised).")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        help="With --engine ray: encoder / cross-encoder actors. Default: one per GPU of the cluster, or one "
+             "per CPU where it has none.")] = None,
 ) -> None:
     """Clean an existing triplet file with a teacher model: drop rows whose negative is a likely positive.
 
@@ -408,7 +455,9 @@ def denoise(
     _quiet_libraries(quiet)
 
     def run() -> None:
-        out = check_output_path(output, overwrite)
+        ray_run = _ray_engine(engine, ray_address, ray_workers, None)
+        out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
+                                                                                                 "triplet")
         if (cross_encoder is None) == (scorer is None):
             raise InputError("give exactly one of --cross-encoder NAME and --scorer KIND:NAME")
         teacher = scorer if scorer is not None else f"cross-encoder:{cross_encoder}"
@@ -417,15 +466,21 @@ def denoise(
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
         triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
         data = triplets.data
+        if ray_run is not None:
+            ray_run.prepare_denoise(pipeline, triplets, chunk_size)  # every pair scored on Ray, in one pass
         report: MiningReport = pipeline.report
         with _progress(data.num_queries, "denoising queries", quiet) as progress:
             table, kept_pairs = denoise_triplets(triplets, pipeline, chunk_size,
                                                  on_chunk=lambda k: progress.advance(progress.task_ids[0], k),
                                                  score_column=denoiser.score_column)
-        with atomic_path(out) as tmp:
+        with atomic_path(out) if ray_run is None else ray_run.output_dir(out) as tmp:
             import pyarrow.parquet as pq
 
-            pq.write_table(table, tmp)
+            if ray_run is None:
+                pq.write_table(table, tmp)
+            else:
+                with ray_run.writer(tmp, "triplet", None, True) as parts:
+                    parts.write_formatted(table)
         report.rows_written = table.num_rows
         report.negatives_emitted = kept_pairs
         options: dict[str, Any] = {"scorer": teacher, "score_column": denoiser.score_column,
@@ -436,6 +491,9 @@ def denoise(
         pairs_scored = getattr(denoiser, "pairs_scored", None)
         if pairs_scored is not None:
             manifest["cross_encoder_pairs_scored"] = pairs_scored
+        if ray_run is not None:
+            manifest["engine"] = ray_run.describe()
+            ray_run.close()
         write_json_atomic(manifest_path(out), manifest)
         if not quiet:
             print_summary(report, err, title="hnmine denoise")

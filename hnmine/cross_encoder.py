@@ -8,6 +8,7 @@ so relative thresholds compare like with like.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +70,15 @@ class CrossEncoderScorer:
     max_length: int | None = None
     show_progress: bool = True
     pairs_scored: int = field(default=0, init=False)
+    _predict: Callable[[list[tuple[str, str]]], np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def use_backend(self, predict: Callable[[list[tuple[str, str]]], np.ndarray] | None) -> None:
+        """Score (query, passage) text pairs elsewhere (``hnmine.ray_engine``'s actor pool) instead of here.
+
+        ``predict`` answers like ``CrossEncoder.predict``: one score per pair, in order. Deduplication, the
+        pair count and everything the denoiser does with the scores stay the same.
+        """
+        self._predict = predict
 
     def score(self, batch: CandidateBatch, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         if len(query_idx) == 0:
@@ -79,10 +89,13 @@ class CrossEncoderScorer:
         uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
         data = batch.data
         inputs = [(data.query_texts[q], data.doc_texts[d]) for q, d in uniq.tolist()]
-        model = load_cross_encoder(self.model, self.device, self.max_length)
-        scores = model.predict(inputs, batch_size=self.batch_size,
-                               show_progress_bar=encoder.SHOW_PROGRESS and self.show_progress
-                               and len(inputs) > self.batch_size)
+        if self._predict is not None:
+            scores = self._predict(inputs)
+        else:
+            model = load_cross_encoder(self.model, self.device, self.max_length)
+            scores = model.predict(inputs, batch_size=self.batch_size,
+                                   show_progress_bar=encoder.SHOW_PROGRESS and self.show_progress
+                                   and len(inputs) > self.batch_size)
         self.pairs_scored += len(inputs)
         return np.asarray(scores, dtype=np.float64).reshape(-1)[inverse.reshape(-1)]
 

@@ -1,0 +1,513 @@
+"""``--engine ray``: the same pipeline, with its embarrassingly parallel work run on a Ray cluster.
+
+Encoding the corpus and the queries, dense search, and cross-encoder scoring are the GPU hours of a mining
+run; everything else (exclusion, window, filters, selection, tiers, writing) is cheap columnar work. So the
+split is: Ray Data ``map_batches`` stages over Arrow shards do the former (encoders and cross-encoders as
+actor pools, one actor per GPU where the cluster has GPUs, CPU actors otherwise; search as one exact FAISS
+index per corpus shard, merged exactly by ``hnmine.sharded_search``), and the driver runs the very same
+``Pipeline.run_chunk`` over the same stage objects, whose dense retrievers and cross-encoders are handed
+the Ray results through their ``use_backend`` injection points. No stage is forked, so the rows equal a
+local run's (scores up to float rounding: see ``tests/test_ray_engine.py``).
+
+Ray is imported only here, and this module only when ``--engine ray`` is asked for: the local engine never
+needs it installed (``pip install hnmine[ray]`` adds it).
+
+Output is a directory of Parquet parts (``part-00000.parquet`` ...) holding exactly the rows, in the same
+order, of the single file a local run writes, published by renaming a temporary directory; the manifest
+beside it is the local one plus an ``engine`` entry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hnmine.bi_encoder_denoise import BiEncoderDenoiser
+from hnmine.candidates import CandidateBatch
+from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
+from hnmine.data import MiningData
+from hnmine.dense import DenseRetriever
+from hnmine.encoder import Encoder, _read_truncated, _save_atomic, default_cache_dir
+from hnmine.errors import InputError
+from hnmine.hybrid import HybridRetriever
+from hnmine.output import ROW_GROUP_ROWS, MinedWriter
+from hnmine.pipeline import Pipeline
+from hnmine.sharded_search import TopKMerger, search_shard, shard_bounds
+from hnmine.triplets import TripletFile, candidate_batch
+
+ROWS_PER_SHARD = 50_000  # corpus rows per encoding/search shard unless --ray-shards says otherwise
+PAIRS_PER_BATCH = 4_096  # cross-encoder pairs handed to an actor at a time
+ROWS_PER_PART = 8 * ROW_GROUP_ROWS  # output rows per Parquet part
+
+
+def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-size-list column as a 2-D float32 array (one row per list)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = array.type.list_size
+    return array.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32, copy=False)
+
+
+def _list_column(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+
+
+class EncodeActor:
+    """One encoder per actor (per GPU on a GPU cluster), loaded once, encoding whole shards."""
+
+    def __init__(self, model: str, device: str | None, dtype: str, batch_size: int, prompt: str,
+                 threads: int | None) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.prompt = prompt
+        self.encoder = Encoder(model=model, device=device, batch_size=batch_size, dtype=dtype, use_cache=False,
+                               show_progress=False)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        texts = batch.column("text").to_pylist()
+        emb = self.encoder.encode(texts, prompt=self.prompt)
+        truncated = np.zeros(len(texts), dtype=np.int64)
+        if len(texts):
+            truncated[0] = self.encoder.truncated
+        return pa.table({"row": batch.column("row"), "embedding": _list_column(emb), "truncated": truncated})
+
+
+class CrossEncoderActor:
+    """One cross-encoder per actor, scoring batches of (query, passage) text pairs."""
+
+    def __init__(self, model: str, device: str | None, max_length: int | None, batch_size: int,
+                 threads: int | None) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from hnmine.cross_encoder import load_cross_encoder
+
+        self.model = load_cross_encoder(model, device, max_length)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        pairs = list(zip(batch.column("query").to_pylist(), batch.column("passage").to_pylist()))
+        scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False) if pairs else []
+        return pa.table({"row": batch.column("row"),
+                         "score": pa.array(np.asarray(scores, dtype=np.float64).reshape(-1), pa.float64())})
+
+
+def search_shard_batch(batch: pa.Table, query_emb: np.ndarray, k: int) -> pa.Table:
+    """A Ray Data task: one exact FAISS index over this corpus shard, every query's top-k in it."""
+    ids, scores = search_shard(_matrix(batch.column("embedding")), batch.column("doc_idx").to_numpy(), query_emb, k)
+    return pa.table({"query_idx": np.arange(len(query_emb), dtype=np.int64), "ids": _list_column(ids),
+                     "scores": _list_column(scores)}) if ids.shape[1] else pa.table({
+                         "query_idx": np.zeros(0, np.int64)})
+
+
+class PairScores:
+    """Cross-encoder scores keyed by (query text, passage text), scored on Ray; misses are scored on demand.
+
+    Given to ``CrossEncoderScorer.use_backend``: the denoiser asks for the same pairs as in a local run and
+    gets them from here. The Ray engine scores every pair the denoiser could ask for in one pass first
+    (``prescore``), so the run does not start one Ray job per chunk.
+    """
+
+    def __init__(self, engine: RayEngine, scorer: CrossEncoderScorer) -> None:
+        self.engine, self.scorer = engine, scorer
+        self.scores: dict[tuple[str, str], float] = {}
+        self.evaluated = 0
+
+    def prescore(self, pairs: Iterable[tuple[str, str]]) -> None:
+        missing = list(dict.fromkeys(p for p in pairs if p not in self.scores))
+        if missing:
+            self.scores.update(zip(missing, self.engine.score_pairs(self.scorer, missing).tolist()))
+            self.evaluated += len(missing)
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        self.prescore(pairs)
+        return np.array([self.scores[p] for p in pairs], dtype=np.float64)
+
+
+@dataclass
+class RayEngine:
+    """Where and how wide the Ray stages run; ``prepare_*`` hand their results to a pipeline's stages."""
+
+    address: str | None = None
+    workers: int | None = None
+    shards: int | None = None
+    cpus_per_worker: float = 1.0
+    _started: bool = field(default=False, init=False, repr=False)
+    _stats: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _pair_scores: list[PairScores] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"--ray-workers must be >= 1, got {self.workers}")
+        if self.shards is not None and self.shards < 1:
+            raise InputError(f"--ray-shards must be >= 1, got {self.shards}")
+
+    # -- cluster -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Attach to ``address`` (``auto``, ``ray://host:10001``), or to the Ray already initialised in this
+        process, or start a local one."""
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--engine ray needs Ray: pip install 'hnmine[ray]'") from None
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR", configure_logging=True)
+            except ConnectionError as exc:
+                raise InputError(f"--ray-address {self.address}: {str(exc).splitlines()[0]}") from None
+            self._started = True
+        import logging
+
+        import ray.data
+
+        for name in ("ray", "ray.data"):  # execution plans and "finished in" lines on every stage
+            logging.getLogger(name).setLevel(logging.WARNING)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        if hasattr(ctx, "print_on_execution_start"):
+            ctx.print_on_execution_start = False
+        resources = ray.cluster_resources()
+        self._stats.update(address=self.address or "local", cluster_cpus=resources.get("CPU", 0),
+                           cluster_gpus=resources.get("GPU", 0))
+
+    def close(self) -> None:
+        """Shut down only a Ray this engine started; an attached cluster or a caller's ``ray.init`` stays up."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def _gpus(self) -> int:
+        return int(self._stats.get("cluster_gpus", 0))
+
+    def _pool(self, device: str | None) -> dict[str, Any]:
+        """Actor pool size and resources: one actor per GPU on a GPU cluster, else ``workers`` CPU actors."""
+        if self._gpus() and (device is None or device.startswith("cuda")):
+            return {"concurrency": self.workers or self._gpus(), "num_gpus": 1, "threads": None}
+        cpus = max(1.0, float(self.cpus_per_worker))
+        default = max(1, int(self._stats.get("cluster_cpus", 1) // cpus))
+        return {"concurrency": self.workers or default, "num_cpus": cpus, "threads": int(cpus)}
+
+    def _num_shards(self, rows: int, workers: int) -> int:
+        return self.shards or max(workers, math.ceil(rows / ROWS_PER_SHARD))
+
+    def _map(self, tables: list[pa.Table], fn: Any, pool: dict[str, Any], **kwargs: Any) -> Iterator[pa.Table]:
+        """Run ``fn`` over each table as one Ray Data block; an actor class becomes an actor pool."""
+        import ray.data
+
+        resources = {k: v for k, v in pool.items() if k in ("num_cpus", "num_gpus")}
+        compute = (ray.data.ActorPoolStrategy(size=pool["concurrency"]) if isinstance(fn, type)
+                   else ray.data.TaskPoolStrategy(size=pool["concurrency"]))
+        ds = ray.data.from_arrow(tables).map_batches(fn, batch_size=None, batch_format="pyarrow", compute=compute,
+                                                     **resources, **kwargs)
+        yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
+
+    # -- Ray stages ----------------------------------------------------------------------------------------
+
+    def encode(self, texts: list[str], dense: DenseRetriever, prompt: str) -> tuple[np.ndarray, int]:
+        """Unit embeddings of ``texts`` from an encoder actor pool; the driver's embedding cache as a local run.
+
+        A cached (model, prompt, precision, texts) entry is used as is, so a re-run never re-encodes; a
+        computed one is stored under the same key a local run uses.
+        """
+        unique: dict[str, int] = {}
+        inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
+        distinct = list(unique)
+        cache_file = None
+        if dense.use_cache and dense.dtype != "auto":  # "auto" resolves on the workers' hardware
+            local = Encoder(model=dense.model, dtype=dense.dtype, cache_dir=dense.cache_dir)
+            root = Path(dense.cache_dir) if dense.cache_dir else default_cache_dir()
+            cache_file = root / "embeddings" / f"{local._key(distinct, prompt, dense.dtype)}.npy"
+            if cache_file.exists():
+                try:
+                    emb = np.load(cache_file)
+                    if emb.shape[0] == len(distinct):
+                        self._count("texts read from the embedding cache", len(distinct))
+                        return emb[inverse], _read_truncated(cache_file)
+                except (OSError, ValueError):
+                    pass
+        pool = self._pool(dense.device)
+        table = pa.table({"row": np.arange(len(distinct), dtype=np.int64), "text": pa.array(distinct, pa.string())})
+        tables = [table.slice(a, b - a) for a, b in shard_bounds(len(distinct), self._num_shards(len(distinct),
+                                                                                                 pool["concurrency"]))]
+        start = time.perf_counter()
+        emb: np.ndarray | None = None
+        truncated = 0
+        for part in self._map(tables, EncodeActor, pool, fn_constructor_kwargs={
+                "model": dense.model, "device": dense.device, "dtype": dense.dtype, "batch_size": dense.batch_size,
+                "prompt": prompt, "threads": pool["threads"]}):
+            if part.num_rows == 0:
+                continue
+            vectors = _matrix(part.column("embedding"))
+            if emb is None:
+                emb = np.empty((len(distinct), vectors.shape[1]), dtype=np.float32)
+            emb[part.column("row").to_numpy()] = vectors
+            truncated += int(part.column("truncated").to_numpy().sum())
+        if emb is None:
+            raise InputError("nothing to encode")
+        self._count("texts encoded on Ray", len(distinct))
+        self._count("encode seconds on Ray", round(time.perf_counter() - start, 2))
+        if cache_file is not None:
+            try:
+                _save_atomic(cache_file, emb)
+                cache_file.with_suffix(".truncated").write_text(str(truncated))
+            except OSError:
+                pass  # an unwritable cache costs a re-encode next time, not this run
+        return emb[inverse], truncated
+
+    def search(self, doc_emb: np.ndarray, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of every query: one FAISS index per corpus shard (Ray tasks), lists merged exactly."""
+        pool = self._pool("cpu")
+        bounds = shard_bounds(len(doc_emb), self._num_shards(len(doc_emb), pool["concurrency"]))
+        tables = [pa.table({"doc_idx": np.arange(a, b, dtype=np.int64), "embedding": _list_column(doc_emb[a:b])})
+                  for a, b in bounds]
+        merger = TopKMerger(len(query_emb), k)
+        start = time.perf_counter()
+        for part in self._map(tables, search_shard_batch, {"concurrency": pool["concurrency"], "num_cpus": 1},
+                              fn_kwargs={"query_emb": query_emb, "k": k}):
+            if part.num_rows and "ids" in part.column_names:
+                merger.add(part.column("query_idx").to_numpy(), _matrix(part.column("ids")).astype(np.int64),
+                           _matrix(part.column("scores")))
+        self._count("search seconds on Ray", round(time.perf_counter() - start, 2))
+        self._stats["corpus_shards"] = len(bounds)
+        return merger.result(len(doc_emb))
+
+    def score_pairs(self, scorer: CrossEncoderScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Cross-encoder scores of text pairs from an actor pool, in the order given."""
+        pool = self._pool(scorer.device)
+        table = pa.table({"row": np.arange(len(pairs), dtype=np.int64),
+                          "query": pa.array([q for q, _ in pairs], pa.string()),
+                          "passage": pa.array([d for _, d in pairs], pa.string())})
+        tables = [table.slice(a, b - a) for a, b in shard_bounds(len(pairs), max(
+            pool["concurrency"], math.ceil(len(pairs) / PAIRS_PER_BATCH)))]
+        scores = np.full(len(pairs), np.nan)
+        start = time.perf_counter()
+        for part in self._map(tables, CrossEncoderActor, pool, fn_constructor_kwargs={
+                "model": scorer.model, "device": scorer.device, "max_length": scorer.max_length,
+                "batch_size": scorer.batch_size, "threads": pool["threads"]}):
+            scores[part.column("row").to_numpy()] = part.column("score").to_numpy()
+        self._count("cross-encoder pairs scored on Ray", len(pairs))
+        self._count("cross-encoder seconds on Ray", round(time.perf_counter() - start, 2))
+        return scores
+
+    def _count(self, key: str, value: float) -> None:
+        self._stats[key] = self._stats.get(key, 0) + value
+
+    # -- wiring into a pipeline ----------------------------------------------------------------------------
+
+    def check_pipeline(self, pipeline: Pipeline) -> None:
+        """Refuse, in one line, what the Ray engine does not distribute, before any work starts."""
+        for dense in _dense_retrievers(pipeline):
+            if dense.index != "flat":
+                raise InputError(f"--engine ray: --index {dense.index} is not supported (the Ray engine searches "
+                                 "exact per-shard indexes; use --index flat)")
+            if dense.save_index or dense.load_index:
+                raise InputError("--engine ray: --save-index/--load-index are not supported (each corpus shard "
+                                 "builds its own index)")
+            if dense.device and "," in dense.device:
+                raise InputError("--engine ray: give one --device (or none); Ray spreads encoding over its "
+                                 "workers (--ray-workers)")
+        if any(isinstance(s, BiEncoderDenoiser) for s in pipeline.stages):
+            raise InputError("--engine ray: a bi-encoder teacher is not distributed yet; use a cross-encoder "
+                             "or --engine local")
+
+    def prepare_mine(self, pipeline: Pipeline, data: MiningData) -> None:
+        """Encode, search and cross-encode on Ray, and give the results to the pipeline's stages."""
+        self.check_pipeline(pipeline)
+        self.start()
+        for dense in _dense_retrievers(pipeline):
+            self._prepare_dense(dense, data, dense.top_k if _searched(pipeline, dense) else 0)
+        prefix, scorers = _before_cross_encoder(pipeline)
+        if scorers:
+            head = Pipeline(prefix, chunk_size=pipeline.chunk_size)
+            self._prescore(scorers, (head.run_chunk(data, chunk)[0] for chunk in pipeline.chunks(data)))
+
+    def prepare_denoise(self, pipeline: Pipeline, triplets: TripletFile, chunk_size: int) -> None:
+        """For ``hnmine denoise``: score every pair the file's chunks bring to the cross-encoder on Ray first."""
+        self.check_pipeline(pipeline)
+        self.start()
+        prefix, scorers = _before_cross_encoder(pipeline)
+        if scorers:
+            head = Pipeline(prefix, chunk_size=chunk_size) if prefix else None
+            n = triplets.data.num_queries
+            batches = (candidate_batch(triplets, np.arange(s, min(s + chunk_size, n), dtype=np.int32))
+                       for s in range(0, n, chunk_size))
+            self._prescore(scorers, (head.run_batch(b) if head else b for b in batches))
+
+    def _prepare_dense(self, dense: DenseRetriever, data: MiningData, k: int) -> None:
+        from hnmine.dense import load_embeddings
+
+        notes: dict[str, float] = {}
+        if dense.corpus_embeddings:
+            doc_emb = load_embeddings(dense.corpus_embeddings, data.doc_ids, "doc_id")
+        else:
+            doc_emb, notes["passages truncated by the encoder"] = self.encode(data.doc_texts, dense,
+                                                                              dense.corpus_prompt)
+        if dense.query_embeddings:
+            query_emb = load_embeddings(dense.query_embeddings, data.query_ids, "query_id")
+        else:
+            query_emb, notes["queries truncated by the encoder"] = self.encode(data.query_texts, dense,
+                                                                               dense.query_prompt)
+        if query_emb.shape[1] != doc_emb.shape[1]:
+            raise InputError(f"query embeddings have dimension {query_emb.shape[1]}, corpus embeddings "
+                             f"{doc_emb.shape[1]}")
+        if k:
+            ids, scores = self.search(doc_emb, query_emb, k)
+        else:  # nothing searches with it: no Ray search job
+            ids, scores = np.zeros((len(query_emb), 0), np.int64), np.zeros((len(query_emb), 0), np.float32)
+
+        def searcher(queries: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
+            if want > ids.shape[1] and ids.shape[1] < len(doc_emb):
+                raise RuntimeError(f"Ray search ran with k={ids.shape[1]}, a stage asked for {want}")
+            want = min(want, ids.shape[1])
+            return ids[queries, :want], scores[queries, :want]
+
+        dense.use_backend(data, doc_emb, query_emb, searcher, notes)
+
+    def _prescore(self, scorers: list[CrossEncoderScorer], batches: Iterable[CandidateBatch]) -> None:
+        """Every (query, passage) pair reaching a cross-encoder, scored in one Ray pass per model."""
+        backends = []
+        for scorer in scorers:
+            backend = PairScores(self, scorer)
+            scorer.use_backend(backend)
+            backends.append(backend)
+            self._pair_scores.append(backend)
+        pairs: dict[tuple[str, str], None] = {}
+        for batch in batches:
+            data = batch.data
+            for table in (batch.candidates, batch.positives):
+                q, d = table.column("query_idx").to_numpy(), table.column("doc_idx").to_numpy()
+                for qi, di in zip(q.tolist(), d.tolist()):
+                    pairs[(data.query_texts[qi], data.doc_texts[di])] = None
+        for backend in backends:
+            backend.prescore(pairs)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``engine`` entry of the run manifest."""
+        return {"kind": "ray", "workers": self.workers, "shards": self.shards, **self._stats}
+
+    # -- output --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def check_output(path: str | Path | None, overwrite: bool, fmt: str) -> Path:
+        """The output is a directory of Parquet parts; fail before any work, as the local engine does."""
+        if path is None:
+            raise InputError("missing --output")
+        if fmt == "flagembedding":
+            raise InputError("--engine ray writes a partitioned Parquet dataset; --format flagembedding (jsonl) "
+                             "needs --engine local")
+        path = Path(path)
+        if not path.parent.exists():
+            raise InputError(f"output {path}: directory {path.parent} does not exist")
+        if path.exists() and not overwrite:
+            raise InputError(f"output {path}: already exists (pass --overwrite to replace it)")
+        return path
+
+    @staticmethod
+    @contextmanager
+    def output_dir(path: Path) -> Iterator[Path]:
+        """A temporary directory beside ``path``, renamed onto it only if the block succeeds."""
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            yield tmp
+            old = None
+            if path.exists() or path.is_symlink():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def writer(directory: Path, fmt: str, num_negatives: int | None, audit: bool) -> PartitionedWriter:
+        return PartitionedWriter(directory, fmt, num_negatives, audit)
+
+
+class PartitionedWriter(MinedWriter):
+    """``MinedWriter``'s layouts, written as ``part-NNNNN.parquet`` files of a fixed number of rows.
+
+    Fixed-size parts (and row groups), like the local file's row groups, so the dataset's bytes do not
+    depend on chunking; read in name order, the parts are exactly the local file's rows.
+    """
+
+    def __init__(self, directory: Path, fmt: str, num_negatives: int | None = None, audit: bool = True,
+                 rows_per_part: int = ROWS_PER_PART) -> None:
+        super().__init__(directory / "part-00000.parquet", fmt, num_negatives, audit)
+        self.directory, self.rows_per_part, self.parts = directory, rows_per_part, 0
+
+    def write_formatted(self, payload: pa.Table | list[str], dropped: int = 0) -> None:
+        assert not isinstance(payload, list), "the Ray engine writes Parquet layouts only"
+        self.rows_dropped += dropped
+        if self._schema is None:
+            self._schema = payload.schema
+        if payload.num_rows:
+            self._pending.append(payload.cast(self._schema))
+            self._pending_rows += payload.num_rows
+            self.rows_written += payload.num_rows
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        while self._pending_rows >= self.rows_per_part or (final and self._pending_rows):
+            table = pa.concat_tables(self._pending)
+            head, rest = table.slice(0, self.rows_per_part), table.slice(self.rows_per_part)
+            pq.write_table(head, self.directory / f"part-{self.parts:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
+            self.parts += 1
+            self._pending = [rest] if rest.num_rows else []
+            self._pending_rows = rest.num_rows
+
+    def close(self) -> None:
+        self._flush(final=True)
+        if self.parts == 0 and self._schema is not None:  # no rows: one empty part keeps the schema
+            pq.write_table(self._schema.empty_table(), self.directory / "part-00000.parquet")
+            self.parts = 1
+
+
+def _dense_retrievers(pipeline: Pipeline) -> list[DenseRetriever]:
+    """Every dense retriever a stage holds (a retriever, a hybrid's, the query clusters'), each once."""
+    found: dict[int, DenseRetriever] = {}
+    for stage in pipeline.stages:
+        for candidate in (stage, getattr(stage, "dense", None)):
+            if isinstance(candidate, DenseRetriever):
+                found.setdefault(id(candidate), candidate)
+    return list(found.values())
+
+
+def _searched(pipeline: Pipeline, dense: DenseRetriever) -> bool:
+    """Whether any stage searches with this retriever (the query clusters' own one only embeds queries)."""
+    return any(s is dense or (isinstance(s, HybridRetriever) and s.dense is dense) for s in pipeline.stages)
+
+
+def _before_cross_encoder(pipeline: Pipeline) -> tuple[list, list[CrossEncoderScorer]]:
+    """The stages before the first cross-encoder, and every cross-encoder scorer of the pipeline."""
+    scorers: list[CrossEncoderScorer] = []
+    first = None
+    for i, stage in enumerate(pipeline.stages):
+        scorer = stage._scorer if isinstance(stage, CrossEncoderDenoiser) else (
+            stage if isinstance(stage, CrossEncoderScorer) else None)
+        if scorer is not None:
+            scorers.append(scorer)
+            first = i if first is None else first
+    return (pipeline.stages[:first] if first is not None else []), scorers
+
