@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 SHARED ?= ../shared/datasets/scifact
 
-.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality sample-data refresh clean
+.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality bench-ray sample-data refresh clean
 
 install: $(VENV)/.installed
 
