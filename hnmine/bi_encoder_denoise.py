@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import Encoder
+from hnmine.encoder import EncoderSettings
 from hnmine.errors import InputError
 from hnmine.false_negatives import FalseNegativeFilter
 
@@ -27,7 +27,7 @@ SCORE_COLUMN = "teacher_cosine"
 
 
 @dataclass
-class BiEncoderDenoiser:
+class BiEncoderDenoiser(EncoderSettings):
     """Add ``teacher_cosine`` from a SentenceTransformer to candidates and positives, then drop likely positives."""
 
     kind: ClassVar[str] = "bi_encoder_denoise"
@@ -36,13 +36,6 @@ class BiEncoderDenoiser:
     max_score: float | None = None
     margin: float | None = None
     max_ratio: float | None = None
-    query_prompt: str = ""
-    corpus_prompt: str = ""
-    batch_size: int = 32
-    device: str | None = None
-    dtype: str = "float32"
-    cache_dir: str | None = None
-    use_cache: bool = True
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -60,8 +53,7 @@ class BiEncoderDenoiser:
         """Encode every query and passage once (through the embedding cache), before any chunk."""
         if self._data is data:
             return
-        encoder = Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
-                          cache_dir=self.cache_dir, use_cache=self.use_cache)
+        encoder = self.encoder()
         self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
         self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import Encoder
+from hnmine.encoder import EncoderSettings
 from hnmine.errors import InputError
 from hnmine.retrieval import topk_to_table
 
@@ -68,19 +68,11 @@ def stored_vectors(index: Any) -> np.ndarray | None:
 
 
 @dataclass
-class DenseRetriever:
+class DenseRetriever(EncoderSettings):
     """Top-``top_k`` neighbours by cosine similarity; positives are scored with the same embeddings."""
 
     kind: ClassVar[str] = "dense"
-    model: str = "all-MiniLM-L6-v2"
     top_k: int = 100
-    query_prompt: str = ""
-    corpus_prompt: str = ""
-    batch_size: int = 32
-    device: str | None = None
-    dtype: str = "float32"
-    cache_dir: str | None = None
-    use_cache: bool = True
     index: str = "flat"
     ivf_nlist: int | None = None
     ivf_nprobe: int = 16
@@ -101,10 +93,6 @@ class DenseRetriever:
     def notes(self) -> dict[str, float]:
         """For the run summary: texts the encoder had to truncate, and time spent in the encoder itself."""
         return dict(self._notes)
-
-    def encoder(self) -> Encoder:
-        return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
-                       cache_dir=self.cache_dir, use_cache=self.use_cache)
 
     def use_backend(self, data: MiningData, doc_emb: np.ndarray, query_emb: np.ndarray,
                     searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],

@@ -228,3 +228,21 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@dataclass
+class EncoderSettings:
+    """The bi-encoder options every embedding stage shares, so a retriever and a teacher read them alike."""
+
+    model: str = "all-MiniLM-L6-v2"
+    query_prompt: str = ""
+    corpus_prompt: str = ""
+    batch_size: int = 32
+    device: str | None = None
+    dtype: str = "float32"
+    cache_dir: str | None = None
+    use_cache: bool = True
+
+    def encoder(self) -> Encoder:
+        return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
+                       cache_dir=self.cache_dir, use_cache=self.use_cache)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from hnmine import BM25Retriever, NegativeSelector, Pipeline, PositiveExcluder
@@ -17,6 +18,14 @@ from tests.test_cli import mine
 
 runner = CliRunner()
 MODEL = "all-MiniLM-L6-v2"  # resolves to the bundled copy; no hub access
+
+
+@pytest.fixture(scope="module")
+def mined(sample_dir, tmp_path_factory):
+    """BM25 triplets of sample_data/, mined once for every denoise test here."""
+    path = tmp_path_factory.mktemp("mined") / "m.parquet"
+    mine(sample_dir, path, "--retriever", "bm25")
+    return path
 
 
 def test_near_copy_of_the_positive_is_dropped_and_an_unrelated_passage_kept():
@@ -43,9 +52,7 @@ def test_near_copy_of_the_positive_is_dropped_and_an_unrelated_passage_kept():
     assert "ce_score" not in kept.candidates.column_names
 
 
-def test_denoise_command_with_a_bi_encoder_teacher_keeps_exactly_the_rows_below_the_positive(sample_dir, tmp_path):
-    mined = tmp_path / "m.parquet"
-    mine(sample_dir, mined, "--retriever", "bm25")
+def test_denoise_command_with_a_bi_encoder_teacher_keeps_exactly_the_rows_below_the_positive(mined, tmp_path):
     out = tmp_path / "d.parquet"
     result = runner.invoke(app, ["denoise", str(mined), "--scorer", f"bi-encoder:{MODEL}", "--margin", "0.05",
                                  "--output", str(out), "--quiet"])
@@ -67,9 +74,7 @@ def test_denoise_command_with_a_bi_encoder_teacher_keeps_exactly_the_rows_below_
     assert manifest["options"]["score_column"] == "teacher_cosine"
 
 
-def test_denoise_teacher_options_are_checked(sample_dir, tmp_path, tiny_cross_encoder):
-    mined = tmp_path / "m.parquet"
-    mine(sample_dir, mined, "--retriever", "bm25")
+def test_denoise_teacher_options_are_checked(mined, tmp_path, tiny_cross_encoder):
     out = tmp_path / "d.parquet"
     cases = [
         (["--cross-encoder", tiny_cross_encoder, "--scorer", f"bi-encoder:{MODEL}", "--margin", "0"], "exactly one"),
@@ -85,9 +90,7 @@ def test_denoise_teacher_options_are_checked(sample_dir, tmp_path, tiny_cross_en
         assert not out.exists()
 
 
-def test_scorer_without_a_kind_prefix_means_a_cross_encoder(sample_dir, tmp_path, tiny_cross_encoder):
-    mined = tmp_path / "m.parquet"
-    mine(sample_dir, mined, "--retriever", "bm25")
+def test_scorer_without_a_kind_prefix_means_a_cross_encoder(mined, tmp_path, tiny_cross_encoder):
     out = tmp_path / "d.parquet"
     result = runner.invoke(app, ["denoise", str(mined), "--scorer", tiny_cross_encoder, "--max-score", "1.0",
                                  "--output", str(out), "--quiet"])
