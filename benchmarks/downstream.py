@@ -343,9 +343,31 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def negatives_overlap(mined_dir: Path) -> dict[str, float]:
+    """Per mined strategy: the share of its (query, positive) rows whose negative is the dense row's negative."""
+    import pyarrow.parquet as pq
+
+    def keyed(path: Path) -> dict[tuple[str, str], str]:
+        t = pq.read_table(path, columns=["query", "positive", "negative"])
+        return dict(zip(zip(t.column("query").to_pylist(), t.column("positive").to_pylist(), strict=True),
+                        t.column("negative").to_pylist(), strict=True))
+
+    dense_path = mined_dir / "dense.parquet"
+    if not dense_path.exists():
+        return {}
+    dense = keyed(dense_path)
+    out = {}
+    for path in sorted(mined_dir.glob("*.parquet")):
+        if path.stem != "dense" and (mined_dir / f"{path.stem}.json").exists():
+            other = keyed(path)
+            out[path.stem] = sum(dense.get(k) == v for k, v in other.items()) / max(len(other), 1)
+    return out
+
+
 def write_report(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     runs = [json.loads(p.read_text()) for p in sorted((args.out_dir / "runs").glob("*.json"))]
-    mined = {p.stem: json.loads(p.read_text()) for p in sorted((args.out_dir / "mined").glob("*.json"))}
+    mined = {p.stem: json.loads(p.read_text()) for p in sorted((args.out_dir / "mined").glob("*.json"))
+             if not p.name.endswith(".manifest.json")}
     rows = []
     for strategy in STRATEGIES:
         mine = [r for r in runs if r["strategy"] == strategy]
@@ -358,6 +380,9 @@ def write_report(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                      "seeds": sorted(r["seed"] for r in mine), "train_rows": mine[0].get("train_rows"),
                      "per_seed": {str(r["seed"]): {"ndcg@10": r["ndcg@10"], "recall@100": r["recall@100"]}
                                   for r in mine}})
+    overlap = negatives_overlap(args.out_dir / "mined")
+    for strategy, value in overlap.items():
+        mined[strategy]["same_negative_as_dense"] = value
     results = {"settings": settings, "table": rows, "mined": mined, "runs": runs}
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "downstream.json").write_text(json.dumps(results, indent=2))
@@ -390,6 +415,16 @@ def write_report(args: argparse.Namespace, settings: dict[str, Any]) -> None:
         "Per seed (nDCG@10 / Recall@100):",
         "",
         *per_seed,
+        "",
+        "Mined triplet files (1 negative per (query, positive) pair; `same neg. as dense`: share of rows whose "
+        "negative is the one the float32 dense run chose for the same (query, positive)):",
+        "",
+        "| strategy | rows | distinct query texts with a negative | same neg. as dense | mining s |",
+        "|---|---|---|---|---|",
+        *[f"| {k} | {v['rows']} | {v['queries_with_negative']} | "
+          f"{v['same_negative_as_dense']:.1%} | {v['mine_seconds']:.0f} |" if "same_negative_as_dense" in v else
+          f"| {k} | {v['rows']} | {v['queries_with_negative']} | - | {v['mine_seconds']:.0f} |"
+          for k, v in mined.items()],
         "",
         f"Machine: {settings['machine_words']}.",
         "",
