@@ -390,8 +390,10 @@ def write_report(args: argparse.Namespace, settings: dict[str, Any]) -> None:
              "|---|---|---|---|---|---|"]
     for r in rows:
         n = "– (deterministic)" if r["strategy"] == "zero-shot" else str(len(r["seeds"]))
-        lines.append(f"| {r['label']} | {r['teacher']} | {r['ndcg@10_mean']:.4f} ± {r['ndcg@10_std']:.4f} | "
-                     f"{r['recall@100_mean']:.4f} ± {r['recall@100_std']:.4f} | {n} | {r['train_rows'] or '-'} |")
+        sd = len(r["seeds"]) > 1  # no spread from one seed: print none rather than "± 0"
+        nd = f"{r['ndcg@10_mean']:.4f}" + (f" ± {r['ndcg@10_std']:.4f}" if sd else "")
+        rc = f"{r['recall@100_mean']:.4f}" + (f" ± {r['recall@100_std']:.4f}" if sd else "")
+        lines.append(f"| {r['label']} | {r['teacher']} | {nd} | {rc} | {n} | {r['train_rows'] or '-'} |")
     per_seed = ["| strategy | " + " | ".join(f"seed {s}" for s in settings["seeds"]) + " |",
                 "|---|" + "---|" * len(settings["seeds"])]
     for r in rows:
