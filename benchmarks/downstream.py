@@ -477,7 +477,10 @@ def main() -> None:
     words = (f"{info['cpus']}-core CPU box ({info['cpu_model']}), no GPU" if not info["gpu"] else
              f"{info['cpus']} CPUs + GPU") + ", shared with other jobs"
     settings = {
-        "command": "HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python benchmarks/downstream.py " + " ".join(sys.argv[1:]),
+        # The whole table's command: a run split into parts (--strategies/--seeds) merges into the same results.
+        "command": "HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python benchmarks/downstream.py " + " ".join(
+            a for a, prev in zip(sys.argv[1:], ["", *sys.argv[1:]])
+            if a not in ("--strategies", "--seeds") and prev not in ("--strategies", "--seeds")),
         "seeds": seeds, "strategies": strategies, "machine": info, "machine_words": words,
         "sentence_transformers": sentence_transformers.__version__, "hnmine_commit": git_head(),
         "train": {"loss": "MultipleNegativesRankingLoss", "epochs": 1, "batch_size": args.batch_size, "lr": 2e-5,
