@@ -153,18 +153,10 @@ class Encoder:
         unique: dict[str, int] = {}
         inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
         distinct = list(unique)
-        cache_file = None
-        if self.use_cache:
-            cache_root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
-            cache_file = cache_root / "embeddings" / f"{self._key(distinct, prompt, dtype)}.npy"
-            if cache_file.exists():
-                try:
-                    emb = np.load(cache_file, mmap_mode="r")
-                    if emb.shape[0] == len(distinct):
-                        self.truncated = _read_truncated(cache_file)
-                        return np.asarray(emb[inverse]) if len(distinct) != len(texts) else np.asarray(emb)
-                except (OSError, ValueError):
-                    pass  # a corrupt cache entry is recomputed, never trusted
+        cache_file = self.cache_file(distinct, prompt, dtype)
+        cached = self.read_cache(cache_file, len(distinct))
+        if cached is not None:
+            return np.asarray(cached[inverse]) if len(distinct) != len(texts) else np.asarray(cached)
         devices = device_list(self.device)
         model = load_sentence_transformer(self.model, primary_device(self.device), dtype)
         self.truncated = count_truncated(model, [f"{prompt}{t}" for t in distinct])
@@ -181,15 +173,39 @@ class Encoder:
         )
         emb = emb.float().cpu().numpy().astype(np.float32, copy=False)
         self.seconds += time.perf_counter() - start
-        if cache_file is not None:
-            try:
-                _save_atomic(cache_file, emb)
-                cache_file.with_suffix(".truncated").write_text(str(self.truncated))
-            except OSError as exc:  # a read-only cache costs a re-encode next time, not this run
-                import warnings
-
-                warnings.warn(f"embedding cache {cache_file.parent} is not writable ({exc})", stacklevel=2)
+        self.write_cache(cache_file, emb)
         return emb[inverse] if len(distinct) != len(texts) else emb
+
+    def cache_file(self, distinct: list[str], prompt: str, dtype: str) -> Path | None:
+        """Where the embeddings of these distinct texts live in the cache (None with the cache off)."""
+        if not self.use_cache:
+            return None
+        cache_root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+        return cache_root / "embeddings" / f"{self._key(distinct, prompt, dtype)}.npy"
+
+    def read_cache(self, cache_file: Path | None, rows: int) -> np.ndarray | None:
+        """A memory-mapped cache entry of ``rows`` rows (setting ``truncated``), or None on a miss."""
+        if cache_file is None or not cache_file.exists():
+            return None
+        try:
+            emb = np.load(cache_file, mmap_mode="r")
+        except (OSError, ValueError):
+            return None  # a corrupt cache entry is recomputed, never trusted
+        if emb.shape[0] != rows:
+            return None
+        self.truncated = _read_truncated(cache_file)
+        return emb
+
+    def write_cache(self, cache_file: Path | None, emb: np.ndarray) -> None:
+        if cache_file is None:
+            return
+        try:
+            _save_atomic(cache_file, emb)
+            cache_file.with_suffix(".truncated").write_text(str(self.truncated))
+        except OSError as exc:  # a read-only cache costs a re-encode next time, not this run
+            import warnings
+
+            warnings.warn(f"embedding cache {cache_file.parent} is not writable ({exc})", stacklevel=2)
 
     def max_seq_length(self) -> int | None:
         model = load_sentence_transformer(self.model, self.device, resolve_dtype(self.dtype, self.device))

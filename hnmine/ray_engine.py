@@ -39,7 +39,7 @@ from hnmine.candidates import CandidateBatch
 from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.data import MiningData
 from hnmine.dense import DenseRetriever
-from hnmine.encoder import Encoder, _read_truncated, _save_atomic, default_cache_dir
+from hnmine.encoder import Encoder
 from hnmine.errors import InputError
 from hnmine.hybrid import HybridRetriever
 from hnmine.output import ROW_GROUP_ROWS, MinedWriter
@@ -232,19 +232,13 @@ class RayEngine:
         unique: dict[str, int] = {}
         inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
         distinct = list(unique)
-        cache_file = None
-        if dense.use_cache and dense.dtype != "auto":  # "auto" resolves on the workers' hardware
-            local = Encoder(model=dense.model, dtype=dense.dtype, cache_dir=dense.cache_dir)
-            root = Path(dense.cache_dir) if dense.cache_dir else default_cache_dir()
-            cache_file = root / "embeddings" / f"{local._key(distinct, prompt, dense.dtype)}.npy"
-            if cache_file.exists():
-                try:
-                    emb = np.load(cache_file)
-                    if emb.shape[0] == len(distinct):
-                        self._count("texts read from the embedding cache", len(distinct))
-                        return emb[inverse], _read_truncated(cache_file)
-                except (OSError, ValueError):
-                    pass
+        # "auto" resolves on the workers' hardware, so only an explicit precision has a cache key here.
+        local = dense.encoder()
+        cache_file = local.cache_file(distinct, prompt, dense.dtype) if dense.dtype != "auto" else None
+        cached = local.read_cache(cache_file, len(distinct))
+        if cached is not None:
+            self._count("texts read from the embedding cache", len(distinct))
+            return np.asarray(cached)[inverse], local.truncated
         pool = self._pool(dense.device)
         table = pa.table({"row": np.arange(len(distinct), dtype=np.int64), "text": pa.array(distinct, pa.string())})
         tables = [table.slice(a, b - a) for a, b in shard_bounds(len(distinct), self._num_shards(len(distinct),
@@ -266,12 +260,8 @@ class RayEngine:
             raise InputError("nothing to encode")
         self._count("texts encoded on Ray", len(distinct))
         self._count("encode seconds on Ray", round(time.perf_counter() - start, 2))
-        if cache_file is not None:
-            try:
-                _save_atomic(cache_file, emb)
-                cache_file.with_suffix(".truncated").write_text(str(truncated))
-            except OSError:
-                pass  # an unwritable cache costs a re-encode next time, not this run
+        local.truncated = truncated
+        local.write_cache(cache_file, emb)
         return emb[inverse], truncated
 
     def search(self, doc_emb: np.ndarray, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
