@@ -9,12 +9,16 @@ What is measured, per tool and scenario, each tool in its own fresh process:
   inside the tool's process (for hnmine it is also derived from its run manifest);
 * how many of the chosen (query, negative document) pairs the two tools share.
 
-The settings are the same for both tools: the bundled all-MiniLM-L6-v2 (float32, batch size 32), 5 negatives
-per query from candidates ranked 11..50, ``top`` sampling, triplet output, corpus text "title text". Scenarios:
+The settings are the same for both tools: the bundled all-MiniLM-L6-v2 (batch size 32), 5 negatives per query
+from candidates ranked 11..50, ``top`` sampling, triplet output, corpus text "title text". Each tool runs with
+its own default precision: float32 for sentence-transformers, ``--dtype auto`` for hnmine (bfloat16 linear layers
+where the CPU computes bfloat16 natively, float32 elsewhere; ``benchmarks/dtype.py`` measures the neighbour
+overlap against float32). Scenarios:
 
-1. ``cold``: both from scratch (hnmine with an empty embedding cache).
-2. ``cold-auto``: hnmine with ``--dtype auto`` (bfloat16 where the CPU computes it natively; see
-   ``benchmarks/dtype.py`` for the neighbour overlap against float32), compared with the same float32 ST run.
+1. ``cold``: both from scratch (hnmine with an empty embedding cache), each with its defaults.
+2. ``cold-float32``: hnmine with ``--dtype float32``, i.e. the very same ``encode`` arithmetic as
+   sentence-transformers, compared with the ST run of the cold scenario: what is left is everything but the
+   model's precision (batching, deduplication, search, selection, writing).
 3. ``warm``: the same run with a changed filter (absolute margin 0.05). hnmine reuses its embedding cache.
    sentence-transformers re-encodes by default, but the installed version (6.2) also takes ``cache_folder``,
    so its run with that cache (written by its cold run) is shown as a third row.
@@ -52,17 +56,20 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SCIFACT = REPO.parent / "shared" / "datasets" / "scifact"
-SCENARIOS = ("cold", "cold-auto", "warm", "cross-encoder")
+SCENARIOS = ("cold", "cold-float32", "warm", "cross-encoder")
 NUM_NEGATIVES, RANGE_MIN, RANGE_MAX, BATCH_SIZE = 5, 10, 50, 32
 WARM_MARGIN, CE_MARGIN = 0.05, 0.0
 INTERNAL = ("_measure", "_st", "_hnmine")
 
 SEMANTICS_NOTE = f"""\
 Why the chosen negatives differ (overlap = shared (query, negative doc) pairs / pairs chosen by either tool):
-* cold: both take the non-positive candidates ranked {RANGE_MIN + 1}..{RANGE_MIN + NUM_NEGATIVES} by cosine,
-  so the sets should nearly coincide. Differences come from near-ties (FAISS inner product vs torch matmul)
-  and from SciFact claims whose text occurs twice among the train queries: sentence-transformers merges
-  identical query texts into one query (pooling their positives), hnmine keeps them apart by id.
+* cold-float32: both take the non-positive candidates ranked {RANGE_MIN + 1}..{RANGE_MIN + NUM_NEGATIVES} by
+  cosine, so the sets should nearly coincide. Differences come from near-ties (FAISS inner product vs torch
+  matmul) and from SciFact claims whose text occurs twice among the train queries: sentence-transformers
+  merges identical query texts into one query (pooling their positives), hnmine keeps them apart by id.
+* cold (hnmine's default precision): where bfloat16 is native, cosines move by ~1e-3, so candidates that
+  were near-ties at the window's edges (ranks {RANGE_MIN}/{RANGE_MIN + 1} and {RANGE_MIN + NUM_NEGATIVES}/
+  {RANGE_MIN + NUM_NEGATIVES + 1}) swap places: a few percent of pairs, none of them easier or harder.
 * margin: hnmine applies the rank window to the non-positive candidates first, then drops s >= p - margin
   (p: the query's lowest positive score), then takes the best remaining, so it may emit fewer than
   {NUM_NEGATIVES}. sentence-transformers first drops s > p - margin from all range_max + max_positives
@@ -302,12 +309,13 @@ class Runner:
         return len(list((self.hnmine_cache / "embeddings").glob("*.npy")))
 
     def hnmine(self, name: str, inputs: list[str], extra: list[str], count_pairs: bool = False,
-               dtype: str = "float32") -> dict[str, Any]:
+               dtype: str | None = None) -> dict[str, Any]:
         output = self.out_dir / f"{name}.parquet"
         args = ["mine", *inputs, "--output", str(output), "--overwrite", "--retriever", "dense",
                 "--model", "all-MiniLM-L6-v2", "--num-negatives", str(NUM_NEGATIVES), "--range-min", str(RANGE_MIN),
                 "--range-max", str(RANGE_MAX), "--sampling", "top", "--batch-size", str(BATCH_SIZE),
-                "--dtype", dtype, "--format", "triplet", "--cache-dir", str(self.hnmine_cache), "--quiet",
+                *(["--dtype", dtype] if dtype else []), "--format", "triplet", "--cache-dir", str(self.hnmine_cache),
+                "--quiet",
                 *extra]
         counts = self.out_dir / f"{name}.ce-counts.json"
         cmd = ([sys.executable, __file__, "_hnmine", str(counts), "--", *args] if count_pairs
@@ -466,7 +474,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder.")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="Comma-separated: cold,cold-auto,warm,cross-encoder.")
+                        help="Comma-separated: cold,cold-float32,warm,cross-encoder.")
     parser.add_argument("--queries-subset", type=int, default=150,
                         help="Queries (seeded sample) for the cross-encoder scenario; 0 = all 809.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the query subset and the cross-encoder head.")
@@ -525,14 +533,14 @@ def run_all(args: argparse.Namespace, scenarios: list[str], out_dir: Path) -> No
     if "cold" in scenarios:
         add("cold", "hnmine", runner.hnmine("cold-hnmine", beir, []))
         add("cold", "ST", runner.st("cold-st", full, [], cache=st_cache))
-    if "cold-auto" in scenarios:
-        # --dtype auto: bfloat16 on CPUs that compute it natively. Its embeddings are cached under their own key,
-        # so this run encodes from scratch too; it is compared with the float32 ST run of the cold scenario.
-        add("cold-auto", "hnmine --dtype auto", runner.hnmine("cold-auto-hnmine", beir, [], dtype="auto"))
+    if "cold-float32" in scenarios:
+        # float32 embeddings are cached under their own key, so this run encodes from scratch too.
+        add("cold-float32", "hnmine --dtype float32",
+            runner.hnmine("cold-float32-hnmine", beir, [], dtype="float32"))
         cold_st = next((r for r in runs if r["scenario"] == "cold" and r["tool"] != "hnmine"), None)
         if cold_st is None:
             cold_st = runner.st("cold-st", full, [], cache=False)
-        add("cold-auto", "ST (the cold run)", {**cold_st})
+        add("cold-float32", "ST (the cold run)", {**cold_st})
     if "warm" in scenarios or "cross-encoder" in scenarios:
         if runner.cache_entries() == 0:
             print("priming hnmine's embedding cache (not measured) ...", flush=True)
@@ -564,7 +572,8 @@ def run_all(args: argparse.Namespace, scenarios: list[str], out_dir: Path) -> No
     end = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
     print(f"\nhnmine vs sentence-transformers {sentence_transformers.__version__}, SciFact train "
-          f"({info['queries']} queries, {info['docs']:,} docs), all-MiniLM-L6-v2 float32, batch {BATCH_SIZE}, "
+          f"({info['queries']} queries, {info['docs']:,} docs), all-MiniLM-L6-v2 (each tool's default precision "
+          f"unless the row says otherwise), batch {BATCH_SIZE}, "
           f"{NUM_NEGATIVES} negatives from ranks {RANGE_MIN + 1}..{RANGE_MAX}, top sampling, triplets")
     if "cross-encoder" in scenarios:
         print(f"cross-encoder scenario: {info['subset_queries']} of {info['queries']} queries (seed {args.seed}, "

@@ -211,8 +211,10 @@ def mine(
              "process per entry (sentence-transformers' multi-process pool). Default: best available.",
                                                rich_help_panel=DENSE)] = None,
     dtype: Annotated[str, typer.Option(
-        help="Encoder precision: auto (bfloat16 where native) | float32 | bfloat16 | float16.",
-        rich_help_panel=DENSE)] = "float32",
+        help="Encoder precision: auto | float32 | bfloat16 | float16. Reduced precision applies to the linear "
+             "layers only (LayerNorm, residuals and pooling stay float32). auto = bfloat16 on GPUs and on CPUs "
+             "with native bf16 (avx512_bf16/amx), float32 elsewhere. Default: auto.",
+        rich_help_panel=DENSE)] = "auto",
     cache_dir: Annotated[Path | None, typer.Option(
         help="Embedding cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.", rich_help_panel=DENSE)] = None,
     cache: Annotated[bool, typer.Option(help="Reuse and store embeddings on disk.", rich_help_panel=DENSE)] = True,
@@ -430,8 +432,8 @@ def denoise(
     batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = 32,
     max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... Default: best available.")] = None,
-    dtype: Annotated[str, typer.Option(help="Bi-encoder teacher precision: auto|float32|bfloat16|float16.")]
-    = "float32",
+    dtype: Annotated[str, typer.Option(help="Bi-encoder teacher precision: auto|float32|bfloat16|float16 (see "
+                                            "`mine --help`). Default: auto.")] = "auto",
     chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = 256,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.")] = False,

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import EncoderSettings
+from hnmine.encoder import EncoderSettings, primary_device, resolve_dtype
 from hnmine.errors import InputError
 from hnmine.retrieval import topk_to_table
 
@@ -90,7 +90,7 @@ class DenseRetriever(EncoderSettings):
     _searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = field(
         default=None, init=False, repr=False)
 
-    def notes(self) -> dict[str, float]:
+    def notes(self) -> dict[str, float | str]:
         """For the run summary: texts the encoder had to truncate, and time spent in the encoder itself."""
         return dict(self._notes)
 
@@ -124,6 +124,8 @@ class DenseRetriever(EncoderSettings):
             self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
             self._notes["queries truncated by the encoder"] = encoder.truncated
         self._notes["encoder seconds (cache misses only)"] = round(encoder.seconds, 2)
+        if not (self.corpus_embeddings and self.query_embeddings):
+            self._notes["encoder precision"] = resolve_dtype(self.dtype, primary_device(self.device))
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"query embeddings have dimension {self._query_emb.shape[1]}, corpus embeddings "
                              f"{self._doc_emb.shape[1]}")

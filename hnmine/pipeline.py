@@ -49,7 +49,7 @@ class MiningReport:
     queries_without_negatives: list[str] = field(default_factory=list)
     rows_written: int = 0
     rows_dropped_by_format: int = 0
-    notes: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, float | str] = field(default_factory=dict)
 
     def add_chunk(self, counts: dict) -> None:
         """Merge one chunk's counts (live, or read back from a checkpoint of an interrupted run)."""

@@ -39,7 +39,7 @@ from hnmine.candidates import CandidateBatch
 from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.data import MiningData
 from hnmine.dense import DenseRetriever
-from hnmine.encoder import Encoder
+from hnmine.encoder import Encoder, resolve_dtype
 from hnmine.errors import InputError
 from hnmine.hybrid import HybridRetriever
 from hnmine.output import ROW_GROUP_ROWS, MinedWriter
@@ -207,6 +207,22 @@ class RayEngine:
         default = max(1, int(self._stats.get("cluster_cpus", 1) // cpus))
         return {"concurrency": self.workers or default, "num_cpus": cpus, "threads": int(cpus)}
 
+    def _worker_dtype(self, dtype: str, pool: dict[str, Any]) -> str | None:
+        """``auto`` resolved once, on the driver, and sent to every worker as is.
+
+        One precision for the whole corpus, and a cache key known before anything is encoded, so a re-run with
+        the default precision reads the cache like a local run. CPU workers get what the driver's CPU computes
+        natively (a worker without native bfloat16 is slower, not wrong). A GPU pool seen from a driver
+        without CUDA cannot be resolved here: the workers resolve it, and that run skips the cache (None).
+        """
+        if dtype != "auto":
+            return dtype
+        if pool.get("num_gpus"):
+            import torch
+
+            return resolve_dtype("auto", "cuda") if torch.cuda.is_available() else None
+        return resolve_dtype("auto", "cpu")
+
     def _num_shards(self, rows: int, workers: int) -> int:
         return self.shards or max(workers, math.ceil(rows / ROWS_PER_SHARD))
 
@@ -232,14 +248,14 @@ class RayEngine:
         unique: dict[str, int] = {}
         inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
         distinct = list(unique)
-        # "auto" resolves on the workers' hardware, so only an explicit precision has a cache key here.
+        pool = self._pool(dense.device)
+        dtype = self._worker_dtype(dense.dtype, pool)
         local = dense.encoder()
-        cache_file = local.cache_file(distinct, prompt, dense.dtype) if dense.dtype != "auto" else None
+        cache_file = local.cache_file(distinct, prompt, dtype) if dtype else None
         cached = local.read_cache(cache_file, len(distinct))
         if cached is not None:
             self._count("texts read from the embedding cache", len(distinct))
             return np.asarray(cached)[inverse], local.truncated
-        pool = self._pool(dense.device)
         table = pa.table({"row": np.arange(len(distinct), dtype=np.int64), "text": pa.array(distinct, pa.string())})
         tables = [table.slice(a, b - a) for a, b in shard_bounds(len(distinct), self._num_shards(len(distinct),
                                                                                                  pool["concurrency"]))]
@@ -247,7 +263,7 @@ class RayEngine:
         emb: np.ndarray | None = None
         truncated = 0
         for part in self._map(tables, EncodeActor, pool, fn_constructor_kwargs={
-                "model": dense.model, "device": dense.device, "dtype": dense.dtype, "batch_size": dense.batch_size,
+                "model": dense.model, "device": dense.device, "dtype": dtype or "auto", "batch_size": dense.batch_size,
                 "prompt": prompt, "threads": pool["threads"]}):
             if part.num_rows == 0:
                 continue

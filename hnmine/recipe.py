@@ -153,7 +153,7 @@ def parse_scorer(spec: str) -> tuple[str, str]:
 
 def build_denoiser(scorer: str, max_score: float | None, margin: float | None, max_ratio: float | None,
                    batch_size: int = 32, device: str | None = None, max_length: int | None = None,
-                   dtype: str = "float32") -> CrossEncoderDenoiser | BiEncoderDenoiser:
+                   dtype: str = "auto") -> CrossEncoderDenoiser | BiEncoderDenoiser:
     """The teacher of ``hnmine denoise``: a cross-encoder (``ce_score``) or a bi-encoder (``teacher_cosine``)."""
     if all(v is None for v in (max_score, margin, max_ratio)):
         raise InputError("give at least one of --max-score, --margin, --max-ratio")

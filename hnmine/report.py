@@ -70,7 +70,7 @@ def print_summary(report: MiningReport, console: Console, title: str = "hnmine m
         table.add_row(f"queries with < {report.target_negatives} negatives", f"{len(report.short_queries):,}")
     table.add_row("queries with no negative", f"{len(report.queries_without_negatives):,}")
     for label, value in report.notes.items():
-        table.add_row(label, f"{value:,}")
+        table.add_row(label, value if isinstance(value, str) else f"{value:,}")
     table.add_row("rows written", f"{report.rows_written:,}")
     if report.rows_dropped_by_format:
         table.add_row("rows not writable in this format (short)", f"{report.rows_dropped_by_format:,}")

@@ -37,11 +37,11 @@ def test_near_copy_of_the_positive_is_dropped_and_an_unrelated_passage_kept():
          "mid": "Antibiotics treat bacterial infections but do not work against viruses."},
         {"q": ["pos"]},
     )
-    denoiser = BiEncoderDenoiser(model=MODEL, margin=0.1)
+    denoiser = BiEncoderDenoiser(model=MODEL, margin=0.1, dtype="float32")  # the oracle below is float32
     pipeline = Pipeline([BM25Retriever(top_k=10), PositiveExcluder(), denoiser, NegativeSelector(num_negatives=5)])
     kept = next(iter(pipeline.run(data)))
     kept_docs = {data.doc_ids[d] for d in kept.candidates.column("doc_idx").to_pylist()}
-    emb = Encoder(MODEL).encode(list(data.doc_texts) + list(data.query_texts))
+    emb = Encoder(MODEL, dtype="float32").encode(list(data.doc_texts) + list(data.query_texts))
     cos = dict(zip(data.doc_ids, (emb[:4] @ emb[4]).tolist()))
     # The known answer: exactly the candidates scoring more than 0.1 below the positive survive.
     assert kept_docs == {d for d in ("copy", "far", "mid") if cos[d] < cos["pos"] - 0.1}
@@ -55,11 +55,11 @@ def test_near_copy_of_the_positive_is_dropped_and_an_unrelated_passage_kept():
 def test_denoise_command_with_a_bi_encoder_teacher_keeps_exactly_the_rows_below_the_positive(mined, tmp_path):
     out = tmp_path / "d.parquet"
     result = runner.invoke(app, ["denoise", str(mined), "--scorer", f"bi-encoder:{MODEL}", "--margin", "0.05",
-                                 "--output", str(out), "--quiet"])
+                                 "--dtype", "float32", "--output", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     src = pq.read_table(mined).to_pydict()
     texts = sorted(set(src["query"]) | set(src["positive"]) | set(src["negative"]))
-    emb = dict(zip(texts, Encoder(MODEL).encode(texts)))
+    emb = dict(zip(texts, Encoder(MODEL, dtype="float32").encode(texts)))
     lowest: dict[str, float] = {}
     for q, p in zip(src["query"], src["positive"]):
         lowest[q] = min(lowest.get(q, 9.0), float(emb[q] @ emb[p]))
