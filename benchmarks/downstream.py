@@ -11,8 +11,10 @@ Strategies (``--strategies``):
 * ``zero-shot``: the bundled model, not trained (deterministic, evaluated once).
 * ``random``: uniformly random non-positive documents (seeded); implemented here, not in hnmine.
 * ``bm25``, ``dense``, ``hybrid``: ``hnmine mine --retriever ...`` with hnmine's defaults (window 10..50,
-  ``top`` sampling) except ``--num-negatives 1``. ``dense`` is therefore hnmine's default ``mine`` recipe.
-* ``dense-bf16``: ``dense`` mined with ``--dtype bfloat16``.
+  ``top`` sampling) except ``--num-negatives 1``, encoded in float32 (``--dtype float32``), as every row that
+  encodes except ``dense-bf16``. ``dense`` is therefore hnmine's default ``mine`` recipe in float32.
+* ``dense-bf16``: ``dense`` mined with ``--dtype bfloat16`` (bfloat16 linear layers, see ``hnmine/precision.py``),
+  which is what the default ``--dtype auto`` becomes on CPUs with native bf16 and on GPUs.
 * ``dense-ce``: ``dense`` + ``--cross-encoder TEACHER --max-ratio 0.95``. The teacher is trained here with
   ``hnmine train-denoiser`` on the train split only (positives vs BM25 negatives, RocketQA), starting from the
   bundled MiniLM weights; no pretrained cross-encoder is available offline.
@@ -57,8 +59,8 @@ LABELS = {
     "zero-shot": ("zero-shot all-MiniLM-L6-v2 (no training)", "-"),
     "random": ("random non-positive documents", "-"),
     "bm25": ("hnmine `--retriever bm25`", "-"),
-    "dense": ("hnmine `--retriever dense` (= hnmine defaults)", "-"),
-    "dense-bf16": ("hnmine dense `--dtype bfloat16`", "-"),
+    "dense": ("hnmine `--retriever dense` (= hnmine defaults, float32)", "-"),
+    "dense-bf16": ("hnmine dense `--dtype bfloat16` (= default `auto` on bf16 hardware)", "-"),
     "hybrid": ("hnmine `--retriever hybrid` (RRF)", "-"),
     "dense-ce": (f"hnmine dense + cross-encoder denoise `--max-ratio {CE_MAX_RATIO}`",
                  "MiniLM-L6 cross-encoder, `hnmine train-denoiser` on train split"),
@@ -214,19 +216,19 @@ def ensure_mined(strategy: str, args: argparse.Namespace) -> tuple[Path, dict[st
         if strategy == "bm25":
             extra = ["--retriever", "bm25"]
         elif strategy == "dense":
-            extra = ["--retriever", "dense"]
+            extra = ["--retriever", "dense", "--dtype", "float32"]
         elif strategy == "hybrid":
-            extra = ["--retriever", "hybrid"]
+            extra = ["--retriever", "hybrid", "--dtype", "float32"]
         elif strategy == "dense-bf16":
             extra = ["--retriever", "dense", "--dtype", "bfloat16"]
         elif strategy == "simans":
-            extra = ["--retriever", "dense", "--zone", SIMANS_ZONE, "--sampling", "simans"]
+            extra = ["--retriever", "dense", "--dtype", "float32", "--zone", SIMANS_ZONE, "--sampling", "simans"]
         elif strategy == "dense-ce":
             teacher, teacher_s = ensure_teacher(args, env)
             info["teacher"] = {"path": str(teacher), "train_seconds": teacher_s, "command": "hnmine train-denoiser "
                                f"--beir SCIFACT --split train {' '.join(TEACHER_ARGS)}"}
-            extra = ["--retriever", "dense", "--cross-encoder", str(teacher), "--max-ratio", str(CE_MAX_RATIO),
-                     "--ce-max-length", "128"]
+            extra = ["--retriever", "dense", "--dtype", "float32", "--cross-encoder", str(teacher),
+                     "--max-ratio", str(CE_MAX_RATIO), "--ce-max-length", "128"]
         else:
             raise ValueError(f"unknown strategy {strategy!r}")
         run_logged(base + extra, args.out_dir / "logs" / f"mine-{strategy}.log", env)

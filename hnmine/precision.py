@@ -3,9 +3,10 @@
 Casting a whole bi-encoder to bfloat16 makes CPU encoding about twice as fast, but it rounds the residual
 stream, the softmax and the mean pooling to 8 bits of mantissa. On SciFact that moved 1.2 % of each query's
 top-50 neighbours, more than the 1 % a miner may silently change. Nearly all of the arithmetic (and so of the
-speed-up) is in the linear layers, so only those run in reduced precision here: their weights are stored in
-bfloat16/float16 and their inputs cast on entry, while LayerNorm, residual additions and pooling stay float32
-through PyTorch's type promotion. The measured cost is the same speed as the full cast at under half the
+speed-up) is in the linear layers, so only those are converted here: their weights are stored in
+bfloat16/float16 and their inputs cast on entry. Attention and GELU take the linear layers' outputs and so run in
+reduced precision too, while LayerNorm, the residual stream and the pooling stay float32 through PyTorch's type
+promotion. The measured cost is the same speed as the full cast at under half the
 neighbour changes (``benchmarks/dtype.py``).
 
 This module imports torch at the top, so it is imported only when a model is actually loaded.
