@@ -59,7 +59,7 @@ LABELS = {
     "zero-shot": ("zero-shot all-MiniLM-L6-v2 (no training)", "-"),
     "random": ("random non-positive documents", "-"),
     "bm25": ("hnmine `--retriever bm25`", "-"),
-    "dense": ("hnmine `--retriever dense` (= hnmine defaults, float32)", "-"),
+    "dense": ("hnmine `--retriever dense --dtype float32` (defaults otherwise)", "-"),
     "dense-bf16": ("hnmine dense `--dtype bfloat16` (= default `auto` on bf16 hardware)", "-"),
     "hybrid": ("hnmine `--retriever hybrid` (RRF)", "-"),
     "dense-ce": (f"hnmine dense + cross-encoder denoise `--max-ratio {CE_MAX_RATIO}`",
