@@ -7,6 +7,7 @@ Complements test_io.py (loader messages) and test_cli.py (bad options): every ca
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -361,24 +362,40 @@ def big_workload(sample_dir, tmp_path_factory) -> tuple[Path, Path, Path]:
     return q, sample_dir / "corpus.parquet", r
 
 
+# `python -m hnmine` with every chunk slowed (by $SLOW_CHUNK_S, default 20 ms): the run is certainly still in its
+# chunk loop when the signal arrives, however fast the machine, so a test does not race the run's end.
+SLOW_CHUNKS_HNMINE = """
+import os, time
+import hnmine.pipeline
+run_chunk = hnmine.pipeline.Pipeline.run_chunk
+def slow_run_chunk(self, *args, **kwargs):
+    time.sleep(float(os.environ.get("SLOW_CHUNK_S", "0.02")))
+    return run_chunk(self, *args, **kwargs)
+hnmine.pipeline.Pipeline.run_chunk = slow_run_chunk
+from hnmine.cli import main
+main()
+"""
+
+
 @pytest.mark.parametrize("resume", ["--no-resume", "--resume"])
 def test_sigint_mid_run_leaves_no_output_and_no_temp_file(big_workload, tmp_path, resume):
     q, c, r = big_workload
     out = tmp_path / "t.parquet"
-    cmd = [sys.executable, "-m", "hnmine", "mine", "--queries", str(q), "--corpus", str(c), "--qrels", str(r),
-           "--retriever", "bm25", "--chunk-size", "1", "--output", str(out), "--quiet", resume]
+    cmd = [sys.executable, "-c", SLOW_CHUNKS_HNMINE, "mine", "--queries", str(q), "--corpus", str(c), "--qrels",
+           str(r), "--retriever", "bm25", "--chunk-size", "1", "--output", str(out), "--quiet", resume]
+
+    def writing() -> bool:
+        """A chunk reached the output: the temp file has bytes, or (--resume) a chunk was checkpointed."""
+        return (any(p.stat().st_size > 0 for p in tmp_path.glob(".t.parquet.*.tmp"))
+                or any(tmp_path.glob(".t.parquet.partial/chunk-*.json")))
+
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            # The writer has opened the temp file (Parquet magic written): the run is writing output.
-            if any(p.stat().st_size > 0 for p in tmp_path.glob(".t.parquet.*.tmp")):
-                break
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not writing():
             time.sleep(0.005)
-        if proc.poll() is not None:
-            pytest.skip(f"the run finished (rc={proc.returncode}) before it could be interrupted; enlarge the workload")
+        assert proc.poll() is None, f"the run ended (rc={proc.returncode}) before it could be interrupted"
         assert time.monotonic() < deadline, "the run never started writing"
-        time.sleep(0.2)  # well inside the chunk loop
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -410,14 +427,15 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(big_workload, tm
                 "--retriever", "bm25", "--sampling", "random", "--seed", "7", "--chunk-size", "64",
                 "--output", str(target), "--quiet"]
 
-    proc = subprocess.Popen(cmd(out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    slow = [sys.executable, "-c", SLOW_CHUNKS_HNMINE, *cmd(out)[3:]]  # 38 chunks of 0.2 s or more each
+    proc = subprocess.Popen(slow, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "SLOW_CHUNK_S": "0.2"})
     partial = tmp_path / ".t.parquet.partial"
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and len(list(partial.glob("chunk-*.json"))) < 3:
             time.sleep(0.01)
-        if proc.poll() is not None:
-            pytest.skip("the run finished before it could be killed")
+        assert proc.poll() is None, "the run ended before it could be killed"
         proc.kill()
         proc.wait()
     finally:
