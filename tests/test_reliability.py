@@ -363,9 +363,12 @@ def big_workload(sample_dir, tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 # `python -m hnmine` with every chunk slowed (by $SLOW_CHUNK_S, default 20 ms): the run is certainly still in its
-# chunk loop when the signal arrives, however fast the machine, so a test does not race the run's end.
+# chunk loop when the signal arrives, however fast the machine, so a test does not race the run's end. Ctrl-C
+# gets Python's usual handler even when the test runner was started in the background (`cmd &` in a script),
+# where SIGINT is inherited as ignored.
 SLOW_CHUNKS_HNMINE = """
-import os, time
+import os, signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import hnmine.pipeline
 run_chunk = hnmine.pipeline.Pipeline.run_chunk
 def slow_run_chunk(self, *args, **kwargs):
