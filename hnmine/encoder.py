@@ -92,7 +92,7 @@ def resolve_dtype(dtype: str, device: str | None) -> str:
 
 def precision_key(dtype: str) -> str:
     """Embeddings made under an earlier reduced-precision scheme must not be served for the current one."""
-    return dtype if dtype == "float32" else f"{dtype}-linear-layers"
+    return dtype if dtype == "float32" else f"{dtype}-linear-layers-v2"
 
 
 def model_fingerprint(path_or_name: str) -> str:

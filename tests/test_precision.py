@@ -7,11 +7,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import hnmine.encoder as encoder_module
 from hnmine.encoder import Encoder, load_sentence_transformer, resolve_dtype
-from hnmine.precision import ReducedPrecisionLinear
+from hnmine.precision import ReducedPrecisionLinear, can_pack_for_cpu
 
 TEXTS = [
     "Aspirin lowers the risk of a second heart attack in adults with coronary disease.",
@@ -39,6 +40,13 @@ def test_bfloat16_runs_only_the_linear_layers_in_reduced_precision() -> None:
     assert all(m.weight.dtype == torch.bfloat16 for m in linears)
     norms = [m for m in transformer.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.weight.dtype == torch.float32 for m in norms)
+    # attention is fed float32 on CPU; the feed-forward GELU moved into its product
+    to_attention = {n.rsplit(".", 1)[-1] for n, m in transformer.named_modules()
+                    if isinstance(m, ReducedPrecisionLinear) and m.float32_output}
+    assert to_attention == {"query", "key", "value"}
+    assert sum(m.activation == "gelu" for m in linears) == 6
+    assert all(isinstance(m.intermediate_act_fn, nn.Identity) for m in transformer.modules()
+               if hasattr(m, "intermediate_act_fn"))
     assert model.encode(TEXTS[:2], convert_to_tensor=True).dtype == torch.float32
 
 
@@ -51,6 +59,28 @@ def test_bfloat16_embeddings_are_closer_to_float32_than_a_full_cast() -> None:
     assert mixed.dtype == np.float32
     assert _cosines(mixed, reference).min() > 0.9995
     assert np.abs(mixed - reference).max() < np.abs(cast - reference).max()
+
+
+@pytest.mark.skipif(not can_pack_for_cpu(torch.bfloat16), reason="this CPU has no native bfloat16 products")
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_packed_cpu_product_matches_the_plain_one(activation: str) -> None:
+    torch.manual_seed(0)
+    layer = ReducedPrecisionLinear(nn.Linear(48, 96), torch.bfloat16)
+    layer.activation = activation
+    x = torch.randn(3, 7, 48)
+    packed = layer(x)
+    assert layer._packed is not None and packed.dtype == torch.bfloat16
+    layer._packable = False  # the path a GPU, or a CPU without bf16 products, takes
+    plain = layer(x)
+    if activation == "none":
+        torch.testing.assert_close(packed, plain, atol=0, rtol=0)
+    else:  # fused GELU acts on the float32 accumulator, the plain path on the rounded product
+        torch.testing.assert_close(packed.float(), plain.float(), atol=2e-2, rtol=1e-2)
+        assert not torch.equal(packed.float(), F.linear(x.bfloat16(), layer.weight, layer.bias).float())
+    layer._packable = True
+    copy = pickle.loads(pickle.dumps(layer))  # what the multi-process pool does
+    assert copy._packed is None
+    torch.testing.assert_close(copy(x), packed, atol=0, rtol=0)
 
 
 def test_reduced_precision_model_survives_pickling_for_the_multi_process_pool() -> None:
