@@ -43,7 +43,7 @@ bench-scale: bench-deps
 	$(BIN)/python benchmarks/scale.py --scifact $(SHARED) --out-dir benchmarks/results
 
 bench-vs-st: bench-deps
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/vs_sentence_transformers.py --scifact $(SHARED) \
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/vs_sentence_transformers.py --scifact $(SHARED) --repeats 3 \
 		--json benchmarks/results/vs_sentence_transformers.json
 
 # Downstream quality (issue #4): mine SciFact train per strategy, fine-tune MiniLM, nDCG@10/Recall@100 on test.

@@ -212,8 +212,8 @@ def mine(
                                                rich_help_panel=DENSE)] = None,
     dtype: Annotated[str, typer.Option(
         help="Encoder precision: auto | float32 | bfloat16 | float16. Reduced precision applies to the linear "
-             "layers only (LayerNorm, residuals and pooling stay float32). auto = bfloat16 on GPUs and on CPUs "
-             "with native bf16 (avx512_bf16/amx), float32 elsewhere. Default: auto.",
+             "layers only (LayerNorm, residuals, pooling and, on CPU, attention stay float32). auto = bfloat16 "
+             "on GPUs and on CPUs with native bf16 (avx512_bf16/amx), float32 elsewhere. Default: auto.",
         rich_help_panel=DENSE)] = "auto",
     cache_dir: Annotated[Path | None, typer.Option(
         help="Embedding cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.", rich_help_panel=DENSE)] = None,
