@@ -80,7 +80,8 @@ class ReducedPrecisionLinear(nn.Module):
             return None
         if self._packed is None:
             try:
-                self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
+                with torch.inference_mode(False):  # a normal tensor, usable in and out of inference mode
+                    self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
             except RuntimeError:  # a oneDNN build that claims support but cannot pack: use the plain product
                 self._packable = False
                 return None
@@ -88,7 +89,9 @@ class ReducedPrecisionLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x if x.dtype == self.weight.dtype else x.to(self.weight.dtype)
-        packed = self._packed_weight() if x.is_cpu else None
+        # oneDNN's fused product has no backward: a caller that differentiates gets the plain one
+        needs_grad = torch.is_grad_enabled() and x.requires_grad
+        packed = self._packed_weight() if x.is_cpu and not needs_grad else None
         if packed is not None:
             gelu = self.activation == "gelu"
             out = torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "gelu" if gelu else "none", [],

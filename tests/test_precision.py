@@ -83,6 +83,16 @@ def test_packed_cpu_product_matches_the_plain_one(activation: str) -> None:
     torch.testing.assert_close(copy(x), packed, atol=0, rtol=0)
 
 
+def test_a_caller_that_differentiates_gets_gradients() -> None:
+    layer = ReducedPrecisionLinear(nn.Linear(16, 8), torch.bfloat16)
+    layer.activation = "gelu"
+    with torch.inference_mode():
+        layer(torch.randn(2, 16))  # packs the weights inside inference mode, as encoding does
+    x = torch.randn(2, 16, requires_grad=True)
+    layer(x).float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
 def test_reduced_precision_model_survives_pickling_for_the_multi_process_pool() -> None:
     model = load_sentence_transformer("all-MiniLM-L6-v2", "cpu", "bfloat16")
     copy = pickle.loads(pickle.dumps(model))
