@@ -18,6 +18,10 @@ Strategies (``--strategies``):
 * ``dense-ce``: ``dense`` + ``--cross-encoder TEACHER --max-ratio 0.95``. The teacher is trained here with
   ``hnmine train-denoiser`` on the train split only (positives vs BM25 negatives, RocketQA), starting from the
   bundled MiniLM weights; no pretrained cross-encoder is available offline.
+* ``dense-swap``: a control for ``dense-bf16``. It is ``dense`` (float32), but a seeded random 9 % of the
+  (query, positive) rows take their rank-12 candidate instead of the rank-11 one. That is about as many near-tie
+  swaps as bf16 mining makes, with no change of precision. If this row moves as far from ``dense`` as
+  ``dense-bf16`` does, the bf16 difference is the noise of swapping near-ties, not a precision loss.
 * ``simans``: ``dense`` + ``--zone 0.3:0.05 --sampling simans`` (the README's SimANS recipe).
 * ``st``: sentence-transformers' ``util.mine_hard_negatives`` with its defaults except ``num_negatives=1``
   and ``output_format="triplet"``, same bundled model.
@@ -49,7 +53,9 @@ DEFAULT_SCIFACT = REPO.parent / "shared" / "datasets" / "scifact"
 DEFAULT_RESULTS = REPO / "benchmarks" / "results"
 HNMINE = str(Path(sys.executable).parent / "hnmine")
 
-STRATEGIES = ("zero-shot", "dense", "st", "bm25", "random", "hybrid", "simans", "dense-ce", "dense-bf16")
+STRATEGIES = ("zero-shot", "dense", "st", "bm25", "random", "hybrid", "simans", "dense-ce", "dense-bf16",
+              "dense-swap")
+SWAP_FRACTION = 0.09  # about the share of (query, positive) rows whose negative bf16 mining changes
 CE_MAX_RATIO = 0.95
 SIMANS_ZONE = "0.3:0.05"
 TEACHER_ARGS = ["--max-length", "128", "--epochs", "1", "--seed", "0"]
@@ -61,6 +67,7 @@ LABELS = {
     "bm25": ("hnmine `--retriever bm25`", "-"),
     "dense": ("hnmine `--retriever dense --dtype float32` (defaults otherwise)", "-"),
     "dense-bf16": ("hnmine dense `--dtype bfloat16` (= default `auto` on bf16 hardware)", "-"),
+    "dense-swap": (f"control: `dense` with {SWAP_FRACTION:.0%} of rows moved to their rank-12 near-tie", "-"),
     "hybrid": ("hnmine `--retriever hybrid` (RRF)", "-"),
     "dense-ce": (f"hnmine dense + cross-encoder denoise `--max-ratio {CE_MAX_RATIO}`",
                  "MiniLM-L6 cross-encoder, `hnmine train-denoiser` on train split"),
@@ -157,6 +164,31 @@ def mine_random(scifact: Path, out: Path) -> None:
     pq.write_table(pa.table(rows), out)
 
 
+def swap_near_ties(path: Path) -> int:
+    """Keeps one negative per (query, positive): rank 12 for a seeded random SWAP_FRACTION of rows, else 11."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    keys = [f"{q}\t{p}" for q, p in zip(table.column("query_id").to_pylist(), table.column("positive_id").to_pylist(),
+                                          strict=True)]
+    distinct = sorted(set(keys))
+    rng = np.random.default_rng(MINE_SEED)
+    swapped = set(rng.choice(len(distinct), size=round(SWAP_FRACTION * len(distinct)), replace=False).tolist())
+    swapped_keys = {distinct[i] for i in swapped}
+    ranks = table.column("negative_rank").to_pylist()
+    by_key: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+    keep = []
+    for key, rows in by_key.items():
+        rows = sorted(rows, key=lambda i: ranks[i])
+        keep.append(rows[-1] if key in swapped_keys and len(rows) > 1 else rows[0])
+    pq.write_table(table.take(pc.cast(sorted(keep), "int64")), path)
+    return len(swapped_keys)
+
+
 def mine_st(scifact: Path, out: Path, cache: Path) -> None:
     import pyarrow.parquet as pq
     from datasets import Dataset
@@ -221,6 +253,9 @@ def ensure_mined(strategy: str, args: argparse.Namespace) -> tuple[Path, dict[st
             extra = ["--retriever", "hybrid", "--dtype", "float32"]
         elif strategy == "dense-bf16":
             extra = ["--retriever", "dense", "--dtype", "bfloat16"]
+        elif strategy == "dense-swap":  # ranks 11 and 12 per row; swap_near_ties keeps one of them
+            extra = ["--retriever", "dense", "--dtype", "float32"]
+            base[base.index("--num-negatives") + 1] = "2"
         elif strategy == "simans":
             extra = ["--retriever", "dense", "--dtype", "float32", "--zone", SIMANS_ZONE, "--sampling", "simans"]
         elif strategy == "dense-ce":
@@ -233,6 +268,9 @@ def ensure_mined(strategy: str, args: argparse.Namespace) -> tuple[Path, dict[st
             raise ValueError(f"unknown strategy {strategy!r}")
         run_logged(base + extra, args.out_dir / "logs" / f"mine-{strategy}.log", env)
         info["command"] = "hnmine " + " ".join(base[1:] + extra).replace(str(args.scifact), "SCIFACT")
+        if strategy == "dense-swap":
+            info["swapped"] = swap_near_ties(out)
+            info["command"] += f" (then {SWAP_FRACTION:.0%} of rows keep rank 12, the rest rank 11; seed {MINE_SEED})"
     import pyarrow.parquet as pq
 
     table = pq.read_table(out)
