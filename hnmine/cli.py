@@ -130,17 +130,20 @@ def _load(queries: Path | None, corpus: Path | None, qrels: Path | None, pairs: 
 
 @app.command()
 def mine(
-    queries: Annotated[Path | None, typer.Option(help="Queries Parquet (query_id, query). Default: none.",
-                                                 rich_help_panel=INPUT)] = None,
+    queries: Annotated[Path | None, typer.Option(
+        help="Queries file (query_id, query): Parquet, jsonl, json, csv, tsv or a datasets folder (save_to_disk or "
+             "Hub layout). Default: none.", rich_help_panel=INPUT)] = None,
     corpus: Annotated[Path | None, typer.Option(
-        help="Corpus Parquet (doc_id, text, optional title; title is prepended). With --pairs: extra "
-             "documents. Default: none.",
+        help="Corpus file (doc_id or _id, text, optional title; title is prepended), any format --queries "
+             "reads. With --pairs: extra documents. Default: none.",
         rich_help_panel=INPUT)] = None,
     qrels: Annotated[Path | None, typer.Option(
-        help="Positives Parquet (query_id, doc_id, optional score > 0). Default: none.",
+        help="Positives file (query_id, doc_id, optional score > 0; BEIR query-id/corpus-id read too). "
+             "Default: none.",
                                                rich_help_panel=INPUT)] = None,
     pairs: Annotated[Path | None, typer.Option(
-        help="One (anchor|query, positive) text file instead of queries/corpus/qrels; ids come from the text. "
+        help="One pairs file instead of queries/corpus/qrels: (anchor|query, positive|pos) columns, as "
+             "sentence-transformers and FlagEmbedding (pos lists) write them; ids come from the text. "
              "Default: none.",
         rich_help_panel=INPUT)] = None,
     beir: Annotated[Path | None, typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels). Default: none.",
@@ -411,7 +414,10 @@ def mine(
 
 @app.command()
 def denoise(
-    input: Annotated[Path, typer.Argument(help="Triplet Parquet with query / positive / negative text columns.")],
+    input: Annotated[Path, typer.Argument(
+        help="Triplets in any input format: query|anchor / positive / negative columns (hnmine, "
+             "sentence-transformers), negative_1..n n-tuples or FlagEmbedding query/pos/neg records (both "
+             "written back as one row per negative).")],
     output: Annotated[Path, typer.Option(help="Where to write the kept rows (Parquet).")],
     cross_encoder: Annotated[str | None, typer.Option(
         help="CrossEncoder name or local path; the same as --scorer cross-encoder:NAME.")] = None,
@@ -594,10 +600,14 @@ def convert(
 
 @app.command("eval")
 def eval_mined(
-    mined: Annotated[Path, typer.Argument(help="Mined triplet Parquet (needs query_id, negative_id).")],
-    qrels: Annotated[Path, typer.Option(
-        "--qrels", help="Labels Parquet (query_id, doc_id, optional score > 0 = relevant), typically fuller or "
-                        "held-out judgements. Required.")],
+    mined: Annotated[Path, typer.Argument(help="Mined triplet file (needs query_id, negative_id).")],
+    qrels: Annotated[Path | None, typer.Option(
+        "--qrels", help="Labels file (query_id, doc_id, optional score > 0 = relevant; BEIR's query-id/corpus-id "
+                        "also read), typically fuller or held-out judgements. Give this or --beir. Default: none.")]
+    = None,
+    beir: Annotated[Path | None, typer.Option(
+        "--beir", help="Labels from a BEIR folder's qrels of --split instead of --qrels. Default: none.")] = None,
+    split: Annotated[str, typer.Option(help="BEIR qrels split with --beir.")] = "train",
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="Write report.md, metrics.json and PNG plots into this folder (created if missing). "
                          "Default: print a summary only.")] = None,
@@ -611,11 +621,19 @@ def eval_mined(
         from rich.table import Table
 
         from hnmine.evaluate import evaluate, write_report
-        from hnmine.io import read_parquet
+        from hnmine.io import read_beir_qrels
+        from hnmine.readers import read_table
 
         json_path = check_output_path(json_out, overwrite=True) if json_out is not None else None
-        result = evaluate(read_parquet(mined, "mined"), read_parquet(qrels, "labels"), num_negatives,
-                          mined_path=mined, labels_path=qrels)
+        if (qrels is None) == (beir is None):
+            raise InputError("give exactly one of --qrels LABELS and --beir DIR")
+        if beir is not None:
+            labels, labels_path = read_beir_qrels(beir, split)
+        else:
+            assert qrels is not None
+            labels, labels_path = read_table(qrels, "labels"), qrels
+        result = evaluate(read_table(mined, "mined"), labels, num_negatives,
+                          mined_path=mined, labels_path=labels_path)
         m = result.metrics
         fn, cov, dup = m["false_negatives"], m["coverage"], m["duplicates"]
 
@@ -625,7 +643,7 @@ def eval_mined(
         def num(value: Any) -> str:
             return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
 
-        table = Table(title=f"hnmine eval {mined.name} vs {qrels.name}")
+        table = Table(title=f"hnmine eval {mined.name} vs {Path(labels_path).name}")
         table.add_column("")
         table.add_column("value", justify="right")
         table.add_row("queries", num(cov["queries"]))

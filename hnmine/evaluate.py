@@ -102,16 +102,9 @@ def _strings(table: pa.Table, name: str) -> list[str | None] | None:
 
 def relevant_pairs(labels: pa.Table, path: str | Path = "labels") -> set[tuple[str, str]]:
     """(query_id, doc_id) pairs LABELS marks relevant: ``score > 0``, or every row when there is no score."""
-    for name in ("query_id", "doc_id"):
-        if name not in labels.column_names:
-            raise InputError(f"{path}: missing required column '{name}' "
-                             f"(columns present: {', '.join(labels.column_names) or 'none'})")
-    qids = id_column(labels, path, "query_id")
-    dids = id_column(labels, path, "doc_id")
-    scores = _floats(labels, "score", path)
-    if scores is None:
-        return set(zip(qids, dids))
-    return {(q, d) for q, d, s in zip(qids, dids, scores.tolist()) if s > 0}
+    from hnmine.io import qrels_pairs
+
+    return set(qrels_pairs(labels, path))
 
 
 @dataclass

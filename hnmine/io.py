@@ -1,4 +1,8 @@
-"""Reading and validating inputs: Parquet (queries / corpus / qrels, or one pairs file) and BEIR folders.
+"""Reading and validating inputs: queries / corpus / qrels, or one pairs file, or a BEIR folder.
+
+Files are read by ``readers.read_table`` (Parquet, jsonl/json, csv/tsv, ``datasets`` folders), and columns are
+found by name, including the ecosystem's own names (BEIR's ``_id``/``query-id``/``corpus-id``,
+sentence-transformers' ``anchor``/``positive``, FlagEmbedding's ``query``/``pos`` lists).
 
 Every check names the file, the column and an example row, because a mining run that dies an hour in on
 row 3,000,017 of a corpus is the failure users remember. Nothing here writes; see ``output`` for that.
@@ -15,10 +19,18 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hnmine.data import MiningData, text_key
 from hnmine.errors import InputError
+from hnmine.readers import pick_column, read_table
+
+# The ecosystem's names for each role, tried when the user kept hnmine's default name.
+ID_ALIASES = ("_id", "id")
+QRELS_QUERY_ALIASES = ("query-id", "qid")
+QRELS_DOC_ALIASES = ("corpus-id", "doc-id", "docid")
+QUERY_TEXT_ALIASES = ("text",)
+ANCHOR_ALIASES = ("anchor", "query", "question")
+POSITIVE_ALIASES = ("positive", "pos")
 
 
 @dataclass(frozen=True)
@@ -38,16 +50,8 @@ class ColumnNames:
 
 
 def read_parquet(path: str | Path, role: str) -> pa.Table:
-    """Read a whole Parquet file, turning every way that can fail into one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{role} file {path}: not found")
-    if path.is_dir():
-        raise InputError(f"{role} file {path}: is a directory, expected a Parquet file")
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{role} file {path}: not a readable Parquet file ({exc})") from None
+    """Any input file or dataset folder as a table (the name is historical: every format goes through here)."""
+    return read_table(path, role)
 
 
 def _require(table: pa.Table, path: str | Path, names: Sequence[str]) -> None:
@@ -55,10 +59,6 @@ def _require(table: pa.Table, path: str | Path, names: Sequence[str]) -> None:
         if name not in table.column_names:
             have = ", ".join(table.column_names) or "none"
             raise InputError(f"{path}: missing required column '{name}' (columns present: {have})")
-
-
-def _first_present(table: pa.Table, names: Sequence[str]) -> str | None:
-    return next((n for n in names if n in table.column_names), None)
 
 
 def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
@@ -88,8 +88,10 @@ def text_column(table: pa.Table, path: str | Path, name: str, ids: list[str] | N
         values = column.to_pylist()
     except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: column '{name}' holds text that is not valid UTF-8 ({exc})") from None
+    if allow_empty:  # an optional field (a title): missing in some records is the same as empty
+        return ["" if v is None else v for v in values]
     for row, value in enumerate(values):
-        if value is None or (not allow_empty and not value.strip()):
+        if value is None or not value.strip():
             what = "null" if value is None else "empty"
             at = f" ({id_name}={ids[row]!r})" if ids is not None else ""
             raise InputError(f"{path}: column '{name}' row {row} (0-based){at} is {what}")
@@ -108,40 +110,60 @@ def _check_unique(ids: list[str], path: str | Path, name: str) -> None:
 
 def read_corpus(path: str | Path, columns: ColumnNames = ColumnNames()) -> tuple[list[str], list[str]]:
     """Corpus ids and retrieval texts, with the title prepended where there is one (the BEIR convention)."""
-    table = read_parquet(path, "corpus")
-    _require(table, path, [columns.doc_id, columns.text])
+    table = read_table(path, "corpus")
+    id_name = pick_column(table, path, columns.doc_id, ColumnNames.doc_id, ID_ALIASES)
+    _require(table, path, [columns.text])
     if table.num_rows == 0:
         raise InputError(f"{path}: the corpus is empty")
-    ids = id_column(table, path, columns.doc_id)
-    _check_unique(ids, path, columns.doc_id)
-    texts = text_column(table, path, columns.text, ids, columns.doc_id)
+    ids = id_column(table, path, id_name)
+    _check_unique(ids, path, id_name)
+    texts = text_column(table, path, columns.text, ids, id_name)
     if columns.title in table.column_names:
-        titles = text_column(table, path, columns.title, ids, columns.doc_id, allow_empty=True)
+        titles = text_column(table, path, columns.title, ids, id_name, allow_empty=True)
         texts = [f"{t.strip()} {x}" if t and t.strip() else x for t, x in zip(titles, texts)]
     return ids, texts
 
 
 def read_queries(path: str | Path, columns: ColumnNames = ColumnNames()) -> tuple[list[str], list[str]]:
-    table = read_parquet(path, "queries")
-    _require(table, path, [columns.query_id, columns.query])
+    table = read_table(path, "queries")
+    id_name = pick_column(table, path, columns.query_id, ColumnNames.query_id, ID_ALIASES)
+    text_name = pick_column(table, path, columns.query, ColumnNames.query, QUERY_TEXT_ALIASES)
     if table.num_rows == 0:
         raise InputError(f"{path}: no queries")
-    ids = id_column(table, path, columns.query_id)
-    _check_unique(ids, path, columns.query_id)
-    return ids, text_column(table, path, columns.query, ids, columns.query_id)
+    ids = id_column(table, path, id_name)
+    _check_unique(ids, path, id_name)
+    return ids, text_column(table, path, text_name, ids, id_name)
+
+
+def _numbers(table: pa.Table, path: str | Path, name: str) -> list[float | None]:
+    """A numeric column; text columns (CSV/TSV) are parsed, and the first unparsable row is named."""
+    column = table.column(name)
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column.to_pylist()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        values: list[float | None] = []
+        for row, raw in enumerate(column.to_pylist()):
+            try:
+                values.append(None if raw is None or not raw.strip() else float(raw))
+            except ValueError:
+                raise InputError(f"{path}: column '{name}' row {row} (0-based): {raw!r} is not a number") from None
+        return values
+    raise InputError(f"{path}: column '{name}' has type {column.type}, expected a number")
 
 
 def read_qrels(path: str | Path, columns: ColumnNames = ColumnNames()) -> list[tuple[str, str]]:
     """(query id, doc id) positives. Rows with score <= 0 are judged non-relevant and are not positives."""
-    table = read_parquet(path, "qrels")
-    _require(table, path, [columns.qrels_query_id, columns.qrels_doc_id])
-    qids = id_column(table, path, columns.qrels_query_id)
-    dids = id_column(table, path, columns.qrels_doc_id)
+    return qrels_pairs(read_table(path, "qrels"), path, columns)
+
+
+def qrels_pairs(table: pa.Table, path: str | Path, columns: ColumnNames = ColumnNames()) -> list[tuple[str, str]]:
+    """The positives of a qrels table, by hnmine's or BEIR's column names (``query-id``, ``corpus-id``)."""
+    q_name = pick_column(table, path, columns.qrels_query_id, ColumnNames.qrels_query_id, QRELS_QUERY_ALIASES)
+    d_name = pick_column(table, path, columns.qrels_doc_id, ColumnNames.qrels_doc_id, QRELS_DOC_ALIASES)
+    qids = id_column(table, path, q_name)
+    dids = id_column(table, path, d_name)
     if columns.qrels_score in table.column_names:
-        score = table.column(columns.qrels_score)
-        if not (pa.types.is_integer(score.type) or pa.types.is_floating(score.type)):
-            raise InputError(f"{path}: column '{columns.qrels_score}' has type {score.type}, expected a number")
-        scores = score.to_pylist()
+        scores = _numbers(table, path, columns.qrels_score)
         return [(q, d) for q, d, s in zip(qids, dids, scores) if s is not None and s > 0]
     return list(zip(qids, dids))
 
@@ -177,30 +199,51 @@ def derived_id(prefix: str, text: str) -> str:
     return f"{prefix}{text_key(text):016x}"
 
 
-def load_pairs_input(pairs: str | Path, corpus: str | Path | None = None,
-                     columns: ColumnNames = ColumnNames()) -> MiningData:
-    """A sentence-transformers style (anchor, positive) file; the corpus is the positives plus ``corpus``.
+def pair_texts(table: pa.Table, path: str | Path, columns: ColumnNames = ColumnNames()) -> tuple[list[str], list[str]]:
+    """(anchor, positive) texts of a pairs table, one entry per pair.
+
+    Recognised by column names: sentence-transformers' ``anchor``/``positive``, hnmine's ``query``/``positive``,
+    FlagEmbedding's ``query``/``pos`` where ``pos`` is a list (one pair per element; a plain string is one
+    positive, never split into characters).
+    """
+    anchor = next((n for n in (*columns.pairs_anchor, *ANCHOR_ALIASES) if n in table.column_names), None)
+    if anchor is None:
+        have = ", ".join(table.column_names) or "none"
+        wanted = ", ".join(f"'{n}'" for n in dict.fromkeys((*columns.pairs_anchor, *ANCHOR_ALIASES)))
+        raise InputError(f"{path}: missing required column, one of {wanted} (columns present: {have})")
+    positive = pick_column(table, path, columns.pairs_positive, ColumnNames.pairs_positive, POSITIVE_ALIASES)
+    if table.num_rows == 0:
+        raise InputError(f"{path}: no pairs")
+    anchors = text_column(table, path, anchor)
+    pos_type = table.schema.field(positive).type
+    if not (pa.types.is_list(pos_type) or pa.types.is_large_list(pos_type)):
+        return anchors, text_column(table, path, positive)
+    if not (pa.types.is_string(pos_type.value_type) or pa.types.is_large_string(pos_type.value_type)):
+        raise InputError(f"{path}: column '{positive}' has type {pos_type}, expected string or list of strings")
+    out_a, out_p = [], []
+    for row, (a, ps) in enumerate(zip(anchors, table.column(positive).to_pylist())):
+        if not ps:
+            raise InputError(f"{path}: column '{positive}' row {row} (0-based) is {'null' if ps is None else 'empty'}")
+        for p in ps:
+            if p is None or not p.strip():
+                raise InputError(f"{path}: column '{positive}' row {row} (0-based) holds an empty positive")
+            out_a.append(a)
+            out_p.append(p)
+    return out_a, out_p
+
+
+def pairs_data(anchors: list[str], positives: list[str], doc_ids: list[str] | None = None,
+               doc_texts: list[str] | None = None, source: dict[str, str] | None = None) -> MiningData:
+    """Mining input from (anchor, positive) texts; the corpus is the positives plus ``doc_texts``.
 
     A positive whose text equals a corpus document *is* that document, so it keeps the corpus id and can
     never come back as its own negative under a different id.
     """
-    table = read_parquet(pairs, "pairs")
-    anchor = _first_present(table, list(columns.pairs_anchor))
-    if anchor is None:
-        raise InputError(f"{pairs}: missing required column, one of {', '.join(columns.pairs_anchor)}")
-    _require(table, pairs, [columns.pairs_positive])
-    if table.num_rows == 0:
-        raise InputError(f"{pairs}: no pairs")
-    anchors = text_column(table, pairs, anchor)
-    positives = text_column(table, pairs, columns.pairs_positive)
-
-    doc_ids: list[str] = []
-    doc_texts: list[str] = []
+    doc_ids = list(doc_ids or [])
+    doc_texts = list(doc_texts or [])
     by_key: dict[int, int] = {}
-    if corpus is not None:
-        doc_ids, doc_texts = read_corpus(corpus, columns)
-        for i, t in enumerate(doc_texts):
-            by_key.setdefault(text_key(t), i)
+    for i, t in enumerate(doc_texts):
+        by_key.setdefault(text_key(t), i)
     query_ids: list[str] = []
     query_texts: list[str] = []
     query_by_text: dict[str, int] = {}
@@ -216,10 +259,18 @@ def load_pairs_input(pairs: str | Path, corpus: str | Path | None = None,
             doc_ids.append(derived_id("d", p))
             doc_texts.append(p)
         pair_idx.append((query_by_text[a], by_key[key]))
+    return MiningData.from_pairs(query_ids, query_texts, doc_ids, doc_texts, pair_idx, source=source or {})
+
+
+def load_pairs_input(pairs: str | Path, corpus: str | Path | None = None,
+                     columns: ColumnNames = ColumnNames()) -> MiningData:
+    """A pairs file in any layout ``pair_texts`` recognises; the corpus is the positives plus ``corpus``."""
+    anchors, positives = pair_texts(read_table(pairs, "pairs"), pairs, columns)
+    doc_ids, doc_texts = read_corpus(corpus, columns) if corpus is not None else ([], [])
     source = {"pairs": str(pairs)}
     if corpus is not None:
         source["corpus"] = str(corpus)
-    return MiningData.from_pairs(query_ids, query_texts, doc_ids, doc_texts, pair_idx, source=source)
+    return pairs_data(anchors, positives, doc_ids, doc_texts, source)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -259,15 +310,8 @@ def _beir_qrels_path(root: Path, split: str) -> Path:
                      f"and qrels-{split}.tsv)")
 
 
-def read_beir(root: str | Path, split: str = "train") -> tuple[pa.Table, pa.Table, pa.Table]:
-    """A BEIR folder as the three input tables, keeping only the queries the split judges.
-
-    Query metadata is dropped on purpose: in some BEIR sets (SciFact) it holds the relevance evidence.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"BEIR folder {root}: not found")
-    qrels_path = _beir_qrels_path(root, split)
+def _parse_beir_qrels(qrels_path: Path) -> pa.Table:
+    """A BEIR qrels TSV (query-id, corpus-id, score; header optional) as (query_id, doc_id, score)."""
     qrels: list[tuple[str, str, int]] = []
     raw = qrels_path.read_bytes()
     try:
@@ -289,6 +333,21 @@ def read_beir(root: str | Path, split: str = "train") -> tuple[pa.Table, pa.Tabl
                 qrels.append((row[0], row[1], int(float(row[2]))))
             except ValueError:
                 raise InputError(f"{qrels_path}: line {row_no + 1}: score {row[2]!r} is not a number") from None
+    return pa.table({"query_id": [q for q, _, _ in qrels], "doc_id": [d for _, d, _ in qrels],
+                     "score": pa.array([s for _, _, s in qrels], pa.int32())})
+
+
+def read_beir(root: str | Path, split: str = "train") -> tuple[pa.Table, pa.Table, pa.Table]:
+    """A BEIR folder as the three input tables, keeping only the queries the split judges.
+
+    Query metadata is dropped on purpose: in some BEIR sets (SciFact) it holds the relevance evidence.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"BEIR folder {root}: not found")
+    qrels_path = _beir_qrels_path(root, split)
+    qrels_table = _parse_beir_qrels(qrels_path)
+    qrels = list(zip(*(qrels_table.column(c).to_pylist() for c in ("query_id", "doc_id", "score"))))
     wanted = {q for q, _, _ in qrels}
     queries = [r for r in _read_jsonl(root / "queries.jsonl") if str(r.get("_id")) in wanted]
     corpus = _read_jsonl(root / "corpus.jsonl")
@@ -299,9 +358,16 @@ def read_beir(root: str | Path, split: str = "train") -> tuple[pa.Table, pa.Tabl
     })
     queries_table = pa.table({"query_id": [str(r["_id"]) for r in queries],
                               "query": [r.get("text") or "" for r in queries]})
-    qrels_table = pa.table({"query_id": [q for q, _, _ in qrels], "doc_id": [d for _, d, _ in qrels],
-                            "score": pa.array([s for _, _, s in qrels], pa.int32())})
     return queries_table, corpus_table, qrels_table
+
+
+def read_beir_qrels(root: str | Path, split: str = "train") -> tuple[pa.Table, Path]:
+    """Only the qrels of a BEIR folder (for ``eval --beir``): the corpus is not read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"BEIR folder {root}: not found")
+    path = _beir_qrels_path(root, split)
+    return _parse_beir_qrels(path), path
 
 
 def load_beir(root: str | Path, split: str = "train") -> MiningData:

@@ -16,8 +16,10 @@ import pyarrow as pa
 
 from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.io import read_parquet, text_column
+from hnmine.errors import InputError
+from hnmine.io import text_column
 from hnmine.pipeline import Pipeline
+from hnmine.readers import pick_column, read_table
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,62 @@ class TripletFile:
     row_negative: np.ndarray
 
 
+def _long_rows(table: pa.Table, path: str | Path, columns: TripletColumns) -> tuple[pa.Table, str, str, str]:
+    """The file as one row per (query, positive, negative), whatever layout it came in.
+
+    Recognised by column names: triplets (hnmine's ``query/positive/negative``, sentence-transformers'
+    ``anchor/positive/negative``), n-tuples (``negative_1..n``) and FlagEmbedding records (``query``, ``pos``
+    and ``neg`` lists). Triplets keep every column they came with; n-tuples and FlagEmbedding records are
+    exploded into triplets, since dropping one negative from a fixed-width row has no honest representation.
+    """
+    defaults = TripletColumns()
+    query = pick_column(table, path, columns.query, defaults.query, ("anchor", "question"))
+    positive = pick_column(table, path, columns.positive, defaults.positive, ("pos",))
+    if columns.negative in table.column_names:
+        negative = columns.negative
+    elif columns.negative != defaults.negative:
+        raise_missing(path, columns.negative, table)
+    else:
+        numbered = sorted((c for c in table.column_names if c.startswith("negative_") and c[9:].isdigit()),
+                          key=lambda c: int(c[9:]))
+        negative = "neg" if "neg" in table.column_names else None
+        if not numbered and negative is None:
+            have = ", ".join(table.column_names)
+            raise InputError(f"{path}: no negatives: expected a 'negative' column, negative_1..negative_n, or a "
+                             f"FlagEmbedding 'neg' list (columns present: {have})")
+        lists = {positive: table.column(positive).to_pylist()} if _is_list(table, positive) else {}
+        queries = text_column(table, path, query)
+        positives = lists.get(positive) or [[p] for p in text_column(table, path, positive)]
+        if numbered:
+            negs = list(zip(*(text_column(table, path, c) for c in numbered)))
+        else:
+            if not _is_list(table, "neg"):
+                raise InputError(f"{path}: column 'neg' has type {table.schema.field('neg').type}, expected a list")
+            negs = table.column("neg").to_pylist()
+        rows: dict[str, list[str]] = {"query": [], "positive": [], "negative": []}
+        for row, (q, ps, ns) in enumerate(zip(queries, positives, negs)):
+            for what, values in (("positive", ps), ("negative", ns)):
+                if any(v is None or not v.strip() for v in values or []):
+                    raise InputError(f"{path}: row {row} (0-based) holds a null or empty {what}")
+            for p in ps or []:
+                for n in ns or []:
+                    rows["query"].append(q)
+                    rows["positive"].append(p)
+                    rows["negative"].append(n)
+        return pa.table(rows), "query", "positive", "negative"
+    return table, query, positive, negative
+
+
+def _is_list(table: pa.Table, name: str) -> bool:
+    kind = table.schema.field(name).type
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
 def read_triplets(path: str | Path, columns: TripletColumns = TripletColumns()) -> TripletFile:
-    table = read_parquet(path, "triplets")
-    for name in (columns.query, columns.positive, columns.negative):
-        if name not in table.column_names:
-            raise_missing(path, name, table)
-    queries = text_column(table, path, columns.query)
-    positives = text_column(table, path, columns.positive)
-    negatives = text_column(table, path, columns.negative)
+    table, qcol, pcol, ncol = _long_rows(read_table(path, "triplets"), path, columns)
+    queries = text_column(table, path, qcol)
+    positives = text_column(table, path, pcol)
+    negatives = text_column(table, path, ncol)
     qidx: dict[str, int] = {}
     didx: dict[str, int] = {}
     rq = np.fromiter((qidx.setdefault(t, len(qidx)) for t in queries), np.int64, count=len(queries))
@@ -58,8 +108,6 @@ def read_triplets(path: str | Path, columns: TripletColumns = TripletColumns()) 
 
 
 def raise_missing(path: str | Path, name: str, table: pa.Table) -> None:
-    from hnmine.errors import InputError
-
     raise InputError(f"{path}: missing required column '{name}' (columns present: {', '.join(table.column_names)})")
 
 
