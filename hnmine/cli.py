@@ -26,7 +26,7 @@ from hnmine.errors import InputError
 from hnmine.exclusion import PositiveExcluder
 from hnmine.hidden_positives import hide_positives, with_probes
 from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
-from hnmine.output import FORMATS, MinedWriter, atomic_path, check_output_path, write_json_atomic
+from hnmine.output import FORMATS, MinedWriter, atomic_dir, atomic_path, check_output_path, write_json_atomic
 from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_denoiser, build_pipeline
 from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
@@ -704,7 +704,6 @@ def train_denoiser_command(
 
     def run() -> None:
         import shutil
-        import tempfile
 
         from hnmine.train_denoiser import DenoiserTraining, train_denoiser
 
@@ -717,14 +716,9 @@ def train_denoiser_command(
                                learning_rate=learning_rate, max_length=max_length, seed=seed, max_queries=max_queries)
         RankWindow(range_min, range_max)  # validates the window before any work
         data = _load(queries, corpus, qrels, pairs, beir, split, ColumnNames(), strict=False)
-        tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
-        try:
+        with atomic_dir(output) as tmp:
             info = train_denoiser(data, tmp, cfg)
             shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
-            tmp.rename(output)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         err.print(f"trained on {info['pairs']:,} pairs ({info['positives']:,} positive) from "
                   f"{info['queries']:,} queries; saved {output} (use: --cross-encoder {output})")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hnmine.errors import InputError
+from hnmine.output import atomic_path
 
 # Turned off by ``--quiet``: the encoders' own progress bars (tqdm reads its environment only at import).
 SHOW_PROGRESS = True
@@ -267,14 +267,8 @@ def _read_truncated(cache_file: Path) -> int:
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     """Concurrent runs may race to write the same entry; rename makes the loser's write harmless."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.save(f, array)
 
 
 @dataclass

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,17 +38,63 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
+def _temp_sibling(path: Path, create: Callable[[Path], None]) -> Path:
+    """A fresh hidden name beside ``path``, created by ``create`` (which must fail if the name exists).
+
+    Not ``tempfile.mkstemp``/``mkdtemp``: those create mode 0600/0700 whatever the umask, and a rename keeps
+    the mode, so every output would be unreadable to a training job running as another user. Created with
+    0666/0777 here, the kernel applies the umask as it does for any file a tool writes.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            create(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path in the target's directory, renamed onto ``path`` only if the block succeeds."""
+    """A temporary path in the target's directory, renamed onto ``path`` only if the block succeeds.
+
+    The one helper every output file goes through (triplets, manifests, eval reports and plots, caches,
+    checkpoints): its mode follows the umask.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temp_sibling(path, _create_file)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """``atomic_path`` for a directory output (Parquet parts, a trained model): renamed onto ``path`` on success.
+
+    An existing ``path`` is moved aside first and removed after the rename, so a failure leaves it untouched.
+    """
+    path = Path(path)
+    tmp = _temp_sibling(path, lambda p: p.mkdir(0o777))
+    try:
+        yield tmp
+        old = None
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

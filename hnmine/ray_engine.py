@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -42,7 +40,7 @@ from hnmine.dense import DenseRetriever
 from hnmine.encoder import Encoder, resolve_dtype
 from hnmine.errors import InputError
 from hnmine.hybrid import HybridRetriever
-from hnmine.output import ROW_GROUP_ROWS, MinedWriter
+from hnmine.output import ROW_GROUP_ROWS, MinedWriter, atomic_dir
 from hnmine.pipeline import Pipeline
 from hnmine.sharded_search import TopKMerger, search_shard, shard_bounds
 from hnmine.triplets import TripletFile, candidate_batch
@@ -432,19 +430,8 @@ class RayEngine:
     @contextmanager
     def output_dir(path: Path) -> Iterator[Path]:
         """A temporary directory beside ``path``, renamed onto it only if the block succeeds."""
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        try:
+        with atomic_dir(path) as tmp:
             yield tmp
-            old = None
-            if path.exists() or path.is_symlink():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @staticmethod
     def writer(directory: Path, fmt: str, num_negatives: int | None, audit: bool) -> PartitionedWriter:
