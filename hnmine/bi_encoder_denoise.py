@@ -36,6 +36,8 @@ class BiEncoderDenoiser(EncoderSettings):
     max_score: float | None = None
     margin: float | None = None
     max_ratio: float | None = None
+    max_z: float | None = None
+    spread_margin: float | None = None
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -47,7 +49,8 @@ class BiEncoderDenoiser(EncoderSettings):
         if self.max_score is not None and not -1.0 <= self.max_score <= 1.0:
             raise InputError(f"--max-score {self.max_score} applies to the bi-encoder teacher's cosine "
                              "similarity here, which lies in [-1, 1]")
-        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE_COLUMN)
+        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE_COLUMN,
+                                           max_z=self.max_z, spread_margin=self.spread_margin)
 
     def prepare(self, data: MiningData) -> None:
         """Encode every query and passage once (through the embedding cache), before any chunk."""

@@ -255,6 +255,14 @@ def mine(
         help="Drop candidates scoring > R x the query's lowest positive score (NV-Retriever: 0.95; same scale "
              "as --max-score). Default: off.",
         rich_help_panel=DENOISE)] = None,
+    max_z: Annotated[float | None, typer.Option(
+        help="Per query: drop candidates whose score is >= Z standard deviations above the mean of the query's "
+             "own candidates (scale-free: same meaning for any teacher or retriever). Default: off.",
+        rich_help_panel=DENOISE)] = None,
+    spread_margin: Annotated[float | None, typer.Option(
+        help="Per query: drop candidates scoring >= the query's lowest positive score - K x the standard deviation "
+             "of the query's candidate scores (a margin in the query's own units). Default: off.",
+        rich_help_panel=DENOISE)] = None,
     ce_batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = 32,
     ce_max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.",
                                                       rich_help_panel=DENOISE)] = None,
@@ -324,7 +332,8 @@ def mine(
             save_index=str(save_index) if save_index else None, load_index=str(load_index) if load_index else None),
         bm25_k1=bm25_k1, bm25_b=bm25_b, stopwords=stopwords, bm25_backend=bm25_backend, rrf_k=rrf_k,
         cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
-        max_score=max_score, margin=margin, max_ratio=max_ratio, zone=None, sampling=sampling,
+        max_score=max_score, margin=margin, max_ratio=max_ratio, max_z=max_z, spread_margin=spread_margin,
+        zone=None, sampling=sampling,
         simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size, triplet_type=triplet_type,
         triplet_margin=triplet_margin, positives_per_query=positives_per_query, fill=fill, tiers=tiers,
         tier_hard=tier_hard, tier_medium=tier_medium, query_clusters=query_clusters, hide_fraction=hide_fraction)
@@ -432,6 +441,12 @@ def denoise(
         help="Drop rows whose negative scores >= the query's lowest positive score - M. Default: off.")] = None,
     max_ratio: Annotated[float | None, typer.Option(
         help="Drop rows whose negative scores > R x the query's lowest positive score. Default: off.")] = None,
+    max_z: Annotated[float | None, typer.Option(
+        help="Per query: drop rows whose negative scores >= Z standard deviations above the mean of the query's "
+             "distinct negatives (scale-free). Default: off.")] = None,
+    spread_margin: Annotated[float | None, typer.Option(
+        help="Per query: drop rows whose negative scores >= the query's lowest positive score - K x the standard "
+             "deviation of the query's negative scores. Default: off.")] = None,
     query_column: Annotated[str, typer.Option(help="Query text column.")] = "query",
     positive_column: Annotated[str, typer.Option(help="Positive text column.")] = "positive",
     negative_column: Annotated[str, typer.Option(help="Negative text column.")] = "negative",
@@ -470,7 +485,7 @@ def denoise(
             raise InputError("give exactly one of --cross-encoder NAME and --scorer KIND:NAME")
         teacher = scorer if scorer is not None else f"cross-encoder:{cross_encoder}"
         denoiser = build_denoiser(teacher, max_score, margin, max_ratio, batch_size=batch_size, device=device,
-                                  max_length=max_length, dtype=dtype)
+                                  max_length=max_length, dtype=dtype, max_z=max_z, spread_margin=spread_margin)
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
         triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
         data = triplets.data
@@ -493,6 +508,7 @@ def denoise(
         report.negatives_emitted = kept_pairs
         options: dict[str, Any] = {"scorer": teacher, "score_column": denoiser.score_column,
                                    "max_score": max_score, "margin": margin, "max_ratio": max_ratio,
+                                   "max_z": max_z, "spread_margin": spread_margin,
                                    "batch_size": batch_size, "max_length": max_length}
         manifest = build_manifest("denoise", pipeline, report, options, {"triplets": str(input)}, out, started)
         manifest["rows_in"] = triplets.table.num_rows
@@ -699,6 +715,10 @@ def train_denoiser_command(
     max_queries: Annotated[int | None, typer.Option(help="Train on a seeded sample of queries. Default: all.")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed for negatives, shuffling and initialisation.")] = 0,
+    max_positives_per_query: Annotated[int | None, typer.Option(
+        help="Train on a seeded sample of at most N positives per query (dense labels). Default: all.")] = None,
+    negatives_from: Annotated[str, typer.Option(
+        help="Retriever the negatives come from: bm25, or dense (the bundled bi-encoder's neighbours).")] = "bm25",
 ) -> None:
     """Fine-tune a cross-encoder for denoising on your training split (positives vs BM25 negatives, RocketQA)."""
 
@@ -713,7 +733,8 @@ def train_denoiser_command(
             raise InputError(f"output {output}: directory {output.parent} does not exist")
         cfg = DenoiserTraining(base_model=base_model, negatives_per_positive=negatives_per_positive,
                                range_min=range_min, range_max=range_max, epochs=epochs, batch_size=batch_size,
-                               learning_rate=learning_rate, max_length=max_length, seed=seed, max_queries=max_queries)
+                               learning_rate=learning_rate, max_length=max_length, seed=seed, max_queries=max_queries,
+                               max_positives_per_query=max_positives_per_query, negatives_from=negatives_from)
         RankWindow(range_min, range_max)  # validates the window before any work
         data = _load(queries, corpus, qrels, pairs, beir, split, ColumnNames(), strict=False)
         with atomic_dir(output) as tmp:

@@ -120,6 +120,8 @@ class CrossEncoderDenoiser:
     max_score: float | None = None
     margin: float | None = None
     max_ratio: float | None = None
+    max_z: float | None = None
+    spread_margin: float | None = None
     batch_size: int = 32
     device: str | None = None
     max_length: int | None = None
@@ -130,7 +132,8 @@ class CrossEncoderDenoiser:
 
     def __post_init__(self) -> None:
         self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
-        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score")
+        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score",
+                                           max_z=self.max_z, spread_margin=self.spread_margin)
 
     @property
     def pairs_scored(self) -> int:
@@ -138,7 +141,7 @@ class CrossEncoderDenoiser:
 
     def notes(self) -> dict[str, int]:
         notes = {"cross-encoder pair evaluations": self.pairs_scored}
-        if self.needed is not None:
+        if self.needed is not None and not (self._filter and self._filter.per_query):
             notes["candidates left unscored (ranked below the last needed survivor)"] = self._unscored
         return notes
 
@@ -154,7 +157,7 @@ class CrossEncoderDenoiser:
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         assert self._scorer is not None and self._filter is not None
-        if self.needed is None:
+        if self.needed is None or self._filter.per_query:  # per-query rules read every candidate's score
             return self._filter.apply(self._scorer.apply(batch))
         return self._apply_in_rank_order(batch, self.needed)
 

@@ -9,6 +9,19 @@ retriever; they live on different scales, so a threshold is meaningful only with
 * ``max_ratio``: drop ``s > p - |p| * (1 - max_ratio)``, which is ``s > max_ratio * p`` for ``p >= 0``
   (NV-Retriever's TopK-PercPos, 0.95 in their paper) and stays sign-safe for logits below zero.
 
+Two more rules are **per query**, read off the query's own candidate scores, so that one setting means the
+same thing for every query and every model (a cross-encoder's logits, a cosine, a BM25 score): both compare
+differences of scores and divide by the query's own spread, so shifting or rescaling a model's scores leaves
+the decision unchanged, and negative scores are no special case.
+
+* ``max_z``: drop ``(s - mean_q) / sd_q >= max_z``: an outlier above the query's own candidates.
+* ``spread_margin``: drop ``s >= p - spread_margin * sd_q``: within ``spread_margin`` of the query's
+  candidate spreads below its lowest positive (a margin in the query's own units rather than the model's).
+
+``mean_q`` and ``sd_q`` are the mean and (population) standard deviation of the scores of the query's
+candidates that reach the filter; a query whose candidates all score alike (``sd_q = 0``) loses nothing to
+these two rules.
+
 This removes the region *near and above* the positive. It is the opposite of a triplet-margin miner,
 which keeps exactly that region on purpose.
 """
@@ -25,9 +38,29 @@ from hnmine.candidates import CandidateBatch
 from hnmine.errors import InputError
 
 
+def query_spread(scores: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's query mean and population standard deviation of ``scores`` (NaN scores ignored)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    _, inverse = np.unique(np.asarray(query), return_inverse=True)
+    ok = ~np.isnan(scores)
+    n = np.bincount(inverse[ok], minlength=inverse.max(initial=-1) + 1).astype(np.float64)
+    total = np.bincount(inverse[ok], weights=scores[ok], minlength=len(n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+        dev = scores - mean[inverse]
+        var = np.bincount(inverse[ok], weights=dev[ok] ** 2, minlength=len(n)) / n
+    return mean[inverse], np.sqrt(var)[inverse]
+
+
 def false_negative_mask(scores: np.ndarray, lowest_positive: np.ndarray, max_score: float | None = None,
-                        margin: float | None = None, max_ratio: float | None = None) -> np.ndarray:
-    """True where a candidate is a likely false negative. Pure, so boundaries are tested exactly."""
+                        margin: float | None = None, max_ratio: float | None = None,
+                        query: np.ndarray | None = None, max_z: float | None = None,
+                        spread_margin: float | None = None) -> np.ndarray:
+    """True where a candidate is a likely false negative. Pure, so boundaries are tested exactly.
+
+    ``query`` (each row's query id) is needed by the per-query rules ``max_z`` and ``spread_margin``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
     drop = np.zeros(len(scores), dtype=bool)
     if max_score is not None:
         drop |= scores >= max_score
@@ -36,6 +69,15 @@ def false_negative_mask(scores: np.ndarray, lowest_positive: np.ndarray, max_sco
             drop |= scores >= lowest_positive - margin
         if max_ratio is not None:
             drop |= scores > lowest_positive - np.abs(lowest_positive) * (1.0 - max_ratio)
+        if (max_z is not None or spread_margin is not None) and len(scores):
+            if query is None:
+                raise ValueError("max_z and spread_margin need each row's query")
+            mean, sd = query_spread(scores, query)
+            spread = sd > 0
+            if max_z is not None:
+                drop |= spread & (scores - mean >= max_z * sd)
+            if spread_margin is not None:
+                drop |= spread & (scores >= lowest_positive - spread_margin * sd)
     return drop
 
 
@@ -48,10 +90,13 @@ class FalseNegativeFilter:
     margin: float | None = None
     max_ratio: float | None = None
     score_column: str | None = None
+    max_z: float | None = None
+    spread_margin: float | None = None
 
     def __post_init__(self) -> None:
-        if any(v is not None and math.isnan(v) for v in (self.max_score, self.margin, self.max_ratio)):
-            raise InputError("--max-score, --margin and --max-ratio must be numbers, not NaN")
+        if any(v is not None and not math.isfinite(v) for v in
+               (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
+            raise InputError("--max-score, --margin, --max-ratio, --max-z and --spread-margin must be finite numbers")
         if self.margin is not None and self.margin < 0:
             raise InputError(f"--margin must be >= 0, got {self.margin}")
         if self.max_ratio is not None and not 0 < self.max_ratio <= 1:
@@ -59,12 +104,20 @@ class FalseNegativeFilter:
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.max_score, self.margin, self.max_ratio))
+        return any(v is not None for v in (self.max_score, self.margin, self.max_ratio, self.max_z,
+                                           self.spread_margin))
+
+    @property
+    def per_query(self) -> bool:
+        """True when a rule reads the query's whole candidate list, so every candidate must be scored."""
+        return self.max_z is not None or self.spread_margin is not None
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         if not self.active or batch.num_candidates == 0:
             return batch
         column = batch.score_column(self.score_column)
         drop = false_negative_mask(batch.scores(column), batch.lowest_positive(column),
-                                   self.max_score, self.margin, self.max_ratio)
+                                   self.max_score, self.margin, self.max_ratio,
+                                   query=batch.candidates.column("query_idx").to_numpy(),
+                                   max_z=self.max_z, spread_margin=self.spread_margin)
         return batch.keep(~drop)

@@ -54,6 +54,8 @@ class MineOptions:
     max_score: float | None = None
     margin: float | None = None
     max_ratio: float | None = None
+    max_z: float | None = None
+    spread_margin: float | None = None
     zone: tuple[float, float] | None = None
     sampling: str = "top"
     simans_a: float = 0.5
@@ -117,11 +119,13 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     stages: list[Stage] = [retriever, PositiveExcluder(), RankWindow(opts.range_min, opts.range_max)]
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
-                                           max_ratio=opts.max_ratio, batch_size=opts.ce_batch_size,
+                                           max_ratio=opts.max_ratio, max_z=opts.max_z,
+                                           spread_margin=opts.spread_margin, batch_size=opts.ce_batch_size,
                                            device=primary_device(opts.dense.device), max_length=opts.ce_max_length,
                                            needed=_needed_after_denoise(opts)))
-    elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio)):
-        stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score"))
+    elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio, opts.max_z, opts.spread_margin)):
+        stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score",
+                                          max_z=opts.max_z, spread_margin=opts.spread_margin))
     if opts.zone is not None:
         stages.append(AmbiguousZoneFilter(low=opts.zone[0], high=opts.zone[1]))
     if opts.triplet_type:
@@ -153,13 +157,14 @@ def parse_scorer(spec: str) -> tuple[str, str]:
 
 def build_denoiser(scorer: str, max_score: float | None, margin: float | None, max_ratio: float | None,
                    batch_size: int = 32, device: str | None = None, max_length: int | None = None,
-                   dtype: str = "auto") -> CrossEncoderDenoiser | BiEncoderDenoiser:
+                   dtype: str = "auto", max_z: float | None = None,
+                   spread_margin: float | None = None) -> CrossEncoderDenoiser | BiEncoderDenoiser:
     """The teacher of ``hnmine denoise``: a cross-encoder (``ce_score``) or a bi-encoder (``teacher_cosine``)."""
-    if all(v is None for v in (max_score, margin, max_ratio)):
-        raise InputError("give at least one of --max-score, --margin, --max-ratio")
+    if all(v is None for v in (max_score, margin, max_ratio, max_z, spread_margin)):
+        raise InputError("give at least one of --max-score, --margin, --max-ratio, --max-z, --spread-margin")
     kind, name = parse_scorer(scorer)
+    rules = {"max_score": max_score, "margin": margin, "max_ratio": max_ratio, "max_z": max_z,
+             "spread_margin": spread_margin}
     if kind == "bi-encoder":
-        return BiEncoderDenoiser(model=name, max_score=max_score, margin=margin, max_ratio=max_ratio,
-                                 batch_size=batch_size, device=device, dtype=dtype)
-    return CrossEncoderDenoiser(model=name, max_score=max_score, margin=margin, max_ratio=max_ratio,
-                                batch_size=batch_size, device=device, max_length=max_length)
+        return BiEncoderDenoiser(model=name, **rules, batch_size=batch_size, device=device, dtype=dtype)
+    return CrossEncoderDenoiser(model=name, **rules, batch_size=batch_size, device=device, max_length=max_length)

@@ -35,15 +35,39 @@ class DenoiserTraining:
     max_length: int = 256
     seed: int = 0
     max_queries: int | None = None
+    max_positives_per_query: int | None = None
+    negatives_from: str = "bm25"
+
+    def __post_init__(self) -> None:
+        if self.negatives_from not in NEGATIVE_SOURCES:
+            raise InputError(f"--negatives-from {self.negatives_from!r}: expected one of {', '.join(NEGATIVE_SOURCES)}")
+        if self.max_positives_per_query is not None and self.max_positives_per_query < 1:
+            raise InputError(f"--max-positives-per-query must be >= 1, got {self.max_positives_per_query}")
+
+
+NEGATIVE_SOURCES = ("bm25", "dense")
+
+
+def _retriever(cfg: DenoiserTraining, top_k: int):
+    """BM25 negatives teach lexical traps; dense ones (the bundled bi-encoder's neighbours) are the very
+    candidates a dense miner later asks the teacher to judge, so they match the denoising task."""
+    if cfg.negatives_from == "dense":
+        from hnmine.dense import DenseRetriever
+
+        return DenseRetriever(top_k=top_k)
+    return BM25Retriever(top_k=top_k)
 
 
 def training_pairs(data: MiningData, cfg: DenoiserTraining) -> tuple[list[str], list[str], list[float]]:
-    """(query, passage, label) rows: each positive (1.0) and BM25 negatives from a rank window (0.0).
+    """(query, passage, label) rows: positives (1.0) and retrieved negatives from a rank window (0.0).
 
-    Skipping the top BM25 ranks keeps the likeliest unlabelled positives out of the negative labels.
+    Skipping the top ranks keeps the likeliest unlabelled positives out of the negative labels. With dense
+    labels (dozens of positives per query) ``max_positives_per_query`` keeps a seeded sample of each query's
+    positives, so a few topic pages with hundreds of positives do not swamp the training set.
     """
+    rng = random.Random(cfg.seed)
     pipeline = Pipeline([
-        BM25Retriever(top_k=cfg.range_max + int(data.positive_counts.max()) + 1),
+        _retriever(cfg, cfg.range_max + int(data.positive_counts.max()) + 1),
         PositiveExcluder(),
         RankWindow(cfg.range_min, cfg.range_max),
         NegativeSelector(num_negatives=cfg.negatives_per_positive, strategy="random", seed=cfg.seed),
@@ -55,7 +79,10 @@ def training_pairs(data: MiningData, cfg: DenoiserTraining) -> tuple[list[str], 
         for q, d in zip(cand.column("query_idx").to_pylist(), cand.column("doc_idx").to_pylist()):
             negatives.setdefault(q, []).append(d)
         for q in batch.queries.tolist():
-            for d in data.positives_of(q).tolist():
+            positives = data.positives_of(q).tolist()
+            if cfg.max_positives_per_query is not None and len(positives) > cfg.max_positives_per_query:
+                positives = rng.sample(positives, cfg.max_positives_per_query)
+            for d in positives:
                 queries.append(data.query_texts[q])
                 passages.append(data.doc_texts[d])
                 labels.append(1.0)

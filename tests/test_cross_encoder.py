@@ -44,3 +44,14 @@ def test_rank_order_scoring_stops_at_the_needed_survivors(sample_dir, tiny_cross
     _, _, lazy_evals = run(sample_dir, tiny_cross_encoder, needed=3, max_score=1.0)  # nothing is dropped
     assert lazy_evals == int(data.positive_counts.sum()) + 3 * data.num_queries
     assert full_evals == int(data.positive_counts.sum()) + 30 * data.num_queries
+
+
+def test_per_query_rule_scores_every_candidate_even_when_only_a_few_are_needed(sample_dir, tiny_cross_encoder):
+    """max_z reads the query's whole candidate list, so rank-order (lazy) scoring must not cut it short."""
+    data = load_qrels_inputs(sample_dir / "queries.parquet", sample_dir / "corpus.parquet",
+                             sample_dir / "qrels.parquet")
+    denoiser = CrossEncoderDenoiser(model=tiny_cross_encoder, max_z=1.0, needed=3)
+    pipeline = Pipeline([BM25Retriever(top_k=40), PositiveExcluder(), RankWindow(0, 30), denoiser])
+    kept = sum(b.num_candidates for b in pipeline.run(data))
+    assert denoiser.pairs_scored == int(data.positive_counts.sum()) + 30 * data.num_queries
+    assert 0 < kept < 30 * data.num_queries

@@ -64,3 +64,59 @@ def test_filters_are_monotone_in_their_thresholds():
 def test_nonsense_thresholds_are_refused(kwargs):
     with pytest.raises(InputError):
         FalseNegativeFilter(**kwargs)
+
+
+def test_max_z_drops_only_outliers_of_each_querys_own_candidates():
+    # query 0: scores 1, 2, 3, 6 -> mean 3, sd sqrt(3.5) = 1.87; z of 6 is 1.60, of 3 is 0.
+    # query 1: the same shape shifted to negative logits and stretched x10: the same rows go.
+    s = np.array([1.0, 2.0, 3.0, 6.0, -50.0, -40.0, -30.0, 0.0])
+    q = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.full(8, np.nan)  # the rule does not look at the positive
+    assert false_negative_mask(s, p, query=q, max_z=1.5).tolist() == [False, False, False, True] * 2
+    assert false_negative_mask(s, p, query=q, max_z=1.7).tolist() == [False] * 8
+    assert false_negative_mask(s, p, query=q, max_z=0.0).tolist() == [False, False, True, True] * 2
+
+
+def test_spread_margin_is_sign_safe_with_negative_positive_scores():
+    # query 0: candidates -5, -4, -3, -1 (mean -3.25, sd 1.479), positive -2: drop s >= -2 - 0.5 * 1.479 = -2.74
+    # query 1: positive scores above every candidate on a positive scale: drop s >= 4 - 0.5 * sd
+    s = np.array([-5.0, -4.0, -3.0, -1.0, 1.0, 2.0, 3.0, 10.0])
+    q = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([-2.0] * 4 + [4.0] * 4)
+    assert false_negative_mask(s, p, query=q, spread_margin=0.5).tolist() == \
+        [False, False, False, True, False, False, True, True]
+    # a negative K keeps everything up to K spreads *above* the positive
+    assert false_negative_mask(s, p, query=q, spread_margin=-0.5).tolist() == \
+        [False, False, False, True, False, False, False, True]
+
+
+def test_per_query_rules_do_not_change_when_a_model_shifts_or_rescales_its_scores():
+    rng = np.random.default_rng(1)
+    q = np.repeat(np.arange(20), 10)
+    s, p = rng.normal(size=200), np.repeat(rng.normal(size=20), 10)
+    for kw in ({"max_z": 1.0}, {"spread_margin": 0.3}):
+        base = false_negative_mask(s, p, query=q, **kw)
+        assert base.any() and not base.all()
+        for a, b in ((3.0, -7.0), (0.01, 2.0)):
+            assert (false_negative_mask(a * s + b, a * p + b, query=q, **kw) == base).all()
+
+
+def test_per_query_rules_spare_a_query_whose_candidates_all_tie():
+    s = np.array([0.5, 0.5, 0.5])
+    assert not false_negative_mask(s, np.full(3, 0.4), query=np.zeros(3), max_z=0.0, spread_margin=1.0).any()
+
+
+def test_per_query_rules_read_the_batch_query_column():
+    data = make_data({"a": "qa", "b": "qb"}, {f"d{i}": f"doc {i}" for i in range(8)}, {"a": ["d0"], "b": ["d1"]})
+    batch = batch_with(data, [(0, 2, 1, 0.9), (0, 3, 2, 0.2), (0, 4, 3, 0.1),
+                              (1, 5, 1, -0.3), (1, 6, 2, -0.31), (1, 7, 3, -0.32)])
+    batch = batch.with_positives(batch.positives.append_column("score", pa.array([0.95, 0.0], pa.float32())))
+    out = FalseNegativeFilter(max_z=1.0).apply(batch).candidates.to_pydict()
+    # a: 0.9 is 1.41 sd above its query's mean; b: -0.3 is 1.22 sd above its own (tiny) spread
+    assert list(zip(out["query_idx"], out["doc_idx"])) == [(0, 3), (0, 4), (1, 6), (1, 7)]
+
+
+@pytest.mark.parametrize("kwargs", [{"max_z": float("nan")}, {"spread_margin": float("inf")}])
+def test_per_query_rules_refuse_non_finite_values(kwargs):
+    with pytest.raises(InputError):
+        FalseNegativeFilter(**kwargs)

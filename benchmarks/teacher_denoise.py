@@ -1,0 +1,307 @@
+"""Teachers for denoising, judged on NFCorpus dev: how many hidden positives each one catches, at what cost.
+
+The setting is the one of ``benchmarks/false_negatives.py``: a user knows **one** positive per query (dev's
+highest grade, chosen with a fixed seed) and everything else is unlabelled. The bundled all-MiniLM-L6-v2
+retrieves the candidates (dense, ranks 1-50 after excluding the known positive). Every candidate that dev's
+full labels mark relevant is a *hidden positive*, every other one a *true negative*. A teacher scores each
+candidate and the known positive; a threshold rule removes candidates. Per rule:
+
+* **catch rate**: the share of hidden positives among the candidates that the rule removes;
+* **false-alarm rate**: the share of true negatives that it removes.
+
+Teachers (each score names its scale):
+
+* ``ce``: a cross-encoder trained by ``hnmine train-denoiser`` on NFCorpus **train** only (``--teacher``);
+  score: its raw logit.
+* ``bi``: the mining model's own cosine similarity (the weak teacher the issue starts from).
+* ``bm25``: BM25 (Okapi, hnmine's) score of the (query, passage) pair.
+* ``possim``: the cosine similarity of the candidate to the known *positive passage* (not the query); the
+  positive's own value is 1.
+* ``ens``: agreement of the four above: the mean of each one's per-query z-score (the query's candidates give
+  mean and spread; the known positive is placed on the same per-query scale).
+
+Rules (``hnmine.false_negatives.false_negative_mask``; ``p`` is the known positive's score on the teacher's scale):
+
+* ``max_score`` (global, scale-bound): drop ``s >= t``;  ``margin``: drop ``s >= p - m``;
+* ``max_ratio`` (sign-safe): drop ``s > p - |p|(1 - r)``;
+* ``max_z`` (per query): drop ``(s - mean_q)/sd_q >= z``;
+* ``spread_margin`` (per query): drop ``s >= p - k sd_q``.
+
+Thresholds are **cross-fitted**: dev queries are split in two seeded halves; each rule's threshold is the one
+with the highest catch rate at <= ``--max-false-alarm`` on one half, and it is scored on the other half (and
+vice versa). The figures are therefore not tuned on the queries they are reported on.
+
+Then the rule is used for mining: 5 ``top`` negatives per query from ranks 1-50 (and from hnmine's default
+window 11-50) after removal; the false-negative rate of the emitted negatives, their mean rank, and the share
+of queries left with fewer than 5.
+
+    nice -n 10 .venv/bin/python benchmarks/teacher_denoise.py --teacher PATH_FROM_TRAIN_DENOISER
+
+Scores are cached in ``--cache`` (an .npz per teacher model), so a rerun only re-applies the rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hnmine.bm25 import BM25Retriever
+from hnmine.data import MiningData
+from hnmine.dense import DenseRetriever
+from hnmine.exclusion import PositiveExcluder
+from hnmine.false_negatives import false_negative_mask, query_spread
+from hnmine.io import load_beir, read_beir
+from hnmine.pipeline import Pipeline
+from hnmine.window import RankWindow
+
+ROOT = Path(__file__).resolve().parents[1]
+NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
+RULES = ("max_score", "margin", "max_ratio", "max_z", "spread_margin")
+TEACHERS = ("ce", "bi", "bm25", "possim", "ens")
+SCALES = {"ce": "cross-encoder logit", "bi": "mining-model cosine", "bm25": "BM25 score",
+          "possim": "cosine to the known positive passage", "ens": "mean per-query z-score of ce, bi, bm25, possim"}
+
+
+def one_known_positive(root: Path, split: str, seed: int) -> tuple[MiningData, set[tuple[int, int]]]:
+    """The split's queries with one known positive each (highest grade, seeded choice) and all relevant pairs."""
+    full = load_beir(root, split)
+    _, _, qrels = read_beir(root, split)
+    qid_index = {q: i for i, q in enumerate(full.query_ids)}
+    doc_index = {d: i for i, d in enumerate(full.doc_ids)}
+    grades: dict[int, dict[int, int]] = {}
+    for q, d, s in zip(*(qrels.column(c).to_pylist() for c in ("query_id", "doc_id", "score"))):
+        if s > 0 and q in qid_index:
+            grades.setdefault(qid_index[q], {})[doc_index[d]] = s
+    rng = random.Random(seed)
+    known = []
+    for q in range(full.num_queries):
+        top = max(grades[q].values())
+        known.append((q, rng.choice(sorted(d for d, g in grades[q].items() if g == top))))
+    relevant = {(q, d) for q, docs in grades.items() for d in docs}
+    data = MiningData.from_pairs(full.query_ids, full.query_texts, full.doc_ids, full.doc_texts, known,
+                                 source={"beir": f"{root} ({split}, one known positive, seed {seed})"})
+    return data, relevant
+
+
+def dense_candidates(data: MiningData, depth: int) -> tuple[dict[str, np.ndarray], DenseRetriever]:
+    dense = DenseRetriever(top_k=depth + 11)  # hnmine's default precision, as `hnmine mine`
+    pipeline = Pipeline([dense, PositiveExcluder(), RankWindow(0, depth)], chunk_size=4096)
+    cols: dict[str, list] = {"q": [], "d": [], "rank": [], "bi": []}
+    for batch in pipeline.run(data):
+        c = batch.candidates
+        cols["q"].append(c.column("query_idx").to_numpy())
+        cols["d"].append(c.column("doc_idx").to_numpy())
+        cols["rank"].append(c.column("rank").to_numpy())
+        cols["bi"].append(c.column("score").to_numpy().astype(np.float64))
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    order = np.lexsort((out["rank"], out["q"]))
+    return {k: v[order] for k, v in out.items()}, dense
+
+
+def ce_scores(model_path: str, data: MiningData, q: np.ndarray, d: np.ndarray, max_length: int,
+              cache: Path) -> tuple[np.ndarray, float]:
+    key = cache / f"ce-{Path(model_path).name}-{max_length}.npz"
+    if key.exists():
+        z = np.load(key)
+        if len(z["q"]) == len(q) and (z["q"] == q).all() and (z["d"] == d).all():
+            return z["s"], float(z["seconds"])
+    from hnmine.cross_encoder import load_cross_encoder
+
+    model = load_cross_encoder(model_path, None, max_length)
+    start = time.perf_counter()
+    s = np.asarray(model.predict([(data.query_texts[a], data.doc_texts[b]) for a, b in zip(q, d)],
+                                 batch_size=64, show_progress_bar=True, activation_fn=None), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(key, q=q, d=d, s=s, seconds=seconds)
+    return s, seconds
+
+
+def per_query_z(s: np.ndarray, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, sd = query_spread(s, q)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (s - mean) / sd, (p - mean) / sd
+
+
+def rule_values(rule: str, s: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The statistic each rule thresholds, oriented so that a candidate is dropped when value >= t."""
+    if rule == "max_score":
+        return s
+    if rule == "margin":
+        return -(p - s)  # drop s >= p - m  <=>  s - p >= -m
+    if rule == "max_ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -(p - s) / np.abs(p)  # drop s > p - |p|(1-r)  <=>  (s - p)/|p| > -(1-r)
+    mean, sd = query_spread(s, q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if rule == "max_z":
+            return np.where(sd > 0, (s - mean) / sd, -np.inf)
+        return np.where(sd > 0, -(p - s) / sd, -np.inf)  # spread_margin: s >= p - k sd  <=>  (s-p)/sd >= -k
+
+
+def to_parameter(rule: str, t: float) -> float:
+    """The CLI parameter that drops exactly ``value >= t`` (``max_ratio`` drops ``>``: equal up to ties)."""
+    return {"max_score": t, "margin": -t, "max_ratio": 1.0 + t, "max_z": t, "spread_margin": -t}[rule]
+
+
+def best_threshold(values: np.ndarray, hidden: np.ndarray, max_fa: float) -> float:
+    """The lowest threshold (most catches) whose false-alarm rate stays <= max_fa on these rows."""
+    neg = np.sort(values[~hidden & np.isfinite(values)])[::-1]
+    allowed = int(np.floor(max_fa * (~hidden).sum()))
+    if allowed >= len(neg):
+        return float(np.nanmin(values[np.isfinite(values)]))
+    return float(np.nextafter(neg[allowed], np.inf)) if allowed < len(neg) else -np.inf
+
+
+def rates(drop: np.ndarray, hidden: np.ndarray) -> tuple[float, float]:
+    return float(drop[hidden].mean()) if hidden.any() else float("nan"), float(drop[~hidden].mean())
+
+
+def auc(values: np.ndarray, hidden: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    r = rankdata(values)
+    n1, n0 = hidden.sum(), (~hidden).sum()
+    return float((r[hidden].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def mine_top(q: np.ndarray, rank: np.ndarray, keep: np.ndarray, hidden: np.ndarray, lo: int, hi: int,
+             n: int, num_queries: int) -> dict:
+    """``top`` selection of n per query among kept candidates in ranks lo..hi: FN rate, mean rank, short queries."""
+    sel = keep & (rank >= lo) & (rank <= hi)
+    chosen = np.zeros(len(q), dtype=bool)
+    counts = np.zeros(num_queries, dtype=int)
+    for i in np.flatnonzero(sel):  # rows are sorted by (query, rank)
+        if counts[q[i]] < n:
+            counts[q[i]] += 1
+            chosen[i] = True
+    return {"fn_rate": float(hidden[chosen].mean()) if chosen.any() else None,
+            "mean_rank": float(rank[chosen].mean()) if chosen.any() else None,
+            "negatives": int(chosen.sum()), "queries_short": float((counts < n).mean())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--teacher", default=None, help="cross-encoder folder from hnmine train-denoiser (optional)")
+    ap.add_argument("--ce-max-length", type=int, default=128)
+    ap.add_argument("--data", type=Path, default=NFCORPUS)
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the known-positive choice and the query halves")
+    ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--max-false-alarm", type=float, default=0.10)
+    ap.add_argument("--num-negatives", type=int, default=5)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hnmine" / "teacher_denoise")
+    ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+
+    data, relevant = one_known_positive(args.data, args.split, args.seed)
+    cand, dense = dense_candidates(data, args.depth)
+    q, d, rank = cand["q"], cand["d"], cand["rank"]
+    hidden = np.array([(a, b) in relevant for a, b in zip(q.tolist(), d.tolist())])
+    known = np.array([int(data.positives_of(i)[0]) for i in range(data.num_queries)])
+    scores: dict[str, np.ndarray] = {"bi": cand["bi"]}
+    positive: dict[str, np.ndarray] = {"bi": dense.score_pairs(np.arange(data.num_queries), known)[q]}
+    cost: dict[str, dict] = {"bi": {"pairs_scored": 0, "seconds": 0.0}}
+
+    start = time.perf_counter()
+    bm25 = BM25Retriever()
+    bm25.prepare(data)
+    scores["bm25"] = bm25.score_pairs(q, d)
+    positive["bm25"] = bm25.score_pairs(np.arange(data.num_queries), known)[q]
+    cost["bm25"] = {"pairs_scored": int(len(q) + data.num_queries), "seconds": round(time.perf_counter() - start, 1)}
+
+    emb = dense._doc_emb
+    scores["possim"] = np.einsum("ij,ij->i", emb[d], emb[known[q]]).astype(np.float64)
+    positive["possim"] = np.ones(len(q))
+    cost["possim"] = {"pairs_scored": 0, "seconds": 0.0}
+
+    members = ["bi", "bm25", "possim"]
+    if args.teacher:
+        allq = np.r_[q, np.arange(data.num_queries)]
+        alld = np.r_[d, known]
+        s, seconds = ce_scores(args.teacher, data, allq, alld, args.ce_max_length, args.cache)
+        scores["ce"], positive["ce"] = s[:len(q)], s[len(q):][q]
+        cost["ce"] = {"pairs_scored": len(allq), "seconds": round(seconds, 1)}
+        members.insert(0, "ce")
+    zs = [per_query_z(scores[t], positive[t], q) for t in members]
+    scores["ens"] = np.mean([z for z, _ in zs], axis=0)
+    positive["ens"] = np.mean([zp for _, zp in zs], axis=0)
+    cost["ens"] = {"pairs_scored": int(sum(cost[t]["pairs_scored"] for t in members)),
+                   "seconds": round(sum(cost[t]["seconds"] for t in members), 1), "members": members}
+
+    half = np.array(random.Random(args.seed).choices([0, 1], k=data.num_queries))[q]
+    windows = {"11-50": (rank >= 11) & (rank <= 50), "1-50": (rank >= 1) & (rank <= 50)}
+    rows = []
+    for teacher in [t for t in TEACHERS if t in scores]:
+        for rule in RULES:
+            for wname, win in windows.items():
+                s, p, qq, h = scores[teacher][win], positive[teacher][win], q[win], hidden[win]
+                v = rule_values(rule, s, p, qq)
+                drop = np.zeros(len(s), dtype=bool)
+                params = []
+                for fold in (0, 1):
+                    fit, test = half[win] == fold, half[win] != fold
+                    t = best_threshold(v[fit], h[fit], args.max_false_alarm)
+                    params.append(to_parameter(rule, t))
+                    drop[test] = v[test] >= t
+                catch, fa = rates(drop, h)
+                # the same rule as the product applies it, at the mean of the two fitted parameters
+                par = float(np.mean(params))
+                kw = {rule: par}
+                product_drop = false_negative_mask(s, p, query=qq, **kw)
+                keep_all = np.ones(len(q), dtype=bool)
+                keep_all[np.flatnonzero(win)] = ~product_drop
+                lo, hi = (int(x) for x in wname.split("-"))
+                mined = mine_top(q, rank, keep_all, hidden, lo, hi, args.num_negatives, data.num_queries)
+                rows.append({"teacher": teacher, "scale": SCALES[teacher], "rule": rule, "window": wname,
+                             "catch_rate": catch, "false_alarm_rate": fa, "parameter_per_fold": params,
+                             "parameter": par, "product_catch_fa": rates(product_drop, h),
+                             "auc": auc(np.nan_to_num(v, neginf=-1e9), h), "mined": mined, **cost[teacher]})
+    base = {f"{lo}-{hi}": mine_top(q, rank, np.ones(len(q), bool), hidden, lo, hi, args.num_negatives,
+                                   data.num_queries) for lo, hi in ((1, 50), (11, 50))}
+    report = {"command": "benchmarks/teacher_denoise.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+                                                                     vars(args).items() if v is not None),
+              "queries": data.num_queries, "candidates": len(q), "hidden_positives": int(hidden.sum()),
+              "hidden_share_11_50": float(hidden[windows["11-50"]].mean()),
+              "hidden_share_1_50": float(hidden.mean()), "no_teacher": base, "rows": rows}
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / "teacher_denoise.json").write_text(json.dumps(report, indent=1))
+    (args.results_dir / "teacher_denoise.md").write_text(render(report, args))
+    print(render(report, args))
+
+
+def render(report: dict, args: argparse.Namespace) -> str:
+    lines = [f"# Teachers on NFCorpus {args.split} (one known positive, dense MiniLM candidates)", "",
+             f"{report['queries']} queries, {report['candidates']:,} candidates (ranks 1-{args.depth}), "
+             f"{report['hidden_positives']:,} hidden positives ({report['hidden_share_1_50']:.1%} of ranks 1-50, "
+             f"{report['hidden_share_11_50']:.1%} of ranks 11-50). Thresholds cross-fitted on query halves at "
+             f"<= {args.max_false_alarm:.0%} false alarms.", "",
+             f"No teacher, top {args.num_negatives}: " + "; ".join(
+                 f"ranks {w} FN {m['fn_rate']:.1%} (mean rank {m['mean_rank']:.1f})"
+                 for w, m in report["no_teacher"].items()) + ".",
+             "", "| teacher | rule | window | catch | false alarm | AUC | parameter | "
+             f"top {args.num_negatives} from the window: FN / mean rank / queries short | pairs scored | s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(m: dict) -> str:
+        if m["fn_rate"] is None:
+            return "none"
+        return f"{m['fn_rate']:.1%} / {m['mean_rank']:.1f} / {m['queries_short']:.0%}"
+
+    for r in report["rows"]:
+        lines.append(f"| {r['teacher']} | {r['rule']} | {r['window']} | {r['catch_rate']:.1%} | "
+                     f"{r['false_alarm_rate']:.1%} | {r['auc']:.3f} | {r['parameter']:.4g} | "
+                     f"{cell(r['mined'])} | {r['pairs_scored']:,} | "
+                     f"{r['seconds']} |")
+    lines += ["", "Scales: " + "; ".join(f"{k}: {v}" for k, v in SCALES.items()), "",
+              f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
