@@ -26,6 +26,7 @@ from hnmine.hybrid import HybridRetriever
 from hnmine.pipeline import Pipeline
 from hnmine.positives_cap import PositivesPerQuery
 from hnmine.selection import NegativeSelector
+from hnmine.siblings import SiblingFilter
 from hnmine.stage import Stage, stage_options
 from hnmine.tiers import DifficultyTiers
 from hnmine.triplet_margin import TripletMarginFilter
@@ -35,7 +36,8 @@ STAGE_KINDS: dict[str, type] = {
     cls.kind: cls
     for cls in (BM25Retriever, DenseRetriever, HybridRetriever, PositiveExcluder, RankWindow,
                 CrossEncoderScorer, CrossEncoderDenoiser, BiEncoderDenoiser, FalseNegativeFilter, AmbiguousZoneFilter,
-                NegativeSelector, TripletMarginFilter, DifficultyTiers, RandomFill, PositivesPerQuery, QueryClusters)
+                NegativeSelector, TripletMarginFilter, DifficultyTiers, RandomFill, PositivesPerQuery, QueryClusters,
+                SiblingFilter)
 }
 
 

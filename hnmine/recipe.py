@@ -25,6 +25,7 @@ from hnmine.hybrid import HybridRetriever
 from hnmine.pipeline import Pipeline
 from hnmine.positives_cap import PositivesPerQuery
 from hnmine.selection import NegativeSelector
+from hnmine.siblings import SiblingFilter
 from hnmine.stage import Stage
 from hnmine.tiers import DifficultyTiers
 from hnmine.triplet_margin import TripletMarginFilter
@@ -71,6 +72,9 @@ class MineOptions:
     tier_medium: float | None = None
     query_clusters: int | None = None
     hide_fraction: float | None = None
+    sibling_percentile: float | None = None
+    sibling_pool: int = 100
+    lexical_top: int | None = None
 
     def validate(self) -> None:
         if self.retriever not in RETRIEVERS:
@@ -116,7 +120,13 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         retriever = dense
     else:
         retriever = HybridRetriever(top_k=top_k, rrf_k=opts.rrf_k, bm25=bm25, dense=dense)
-    stages: list[Stage] = [retriever, PositiveExcluder(), RankWindow(opts.range_min, opts.range_max)]
+    stages: list[Stage] = [retriever, PositiveExcluder()]
+    if opts.sibling_percentile is not None or opts.lexical_top is not None:
+        # Before the window: the percentile pool is the retriever's own top list. Shares the retrievers'
+        # embeddings and index, so nothing is encoded or indexed twice.
+        stages.append(SiblingFilter(percentile=opts.sibling_percentile, pool=opts.sibling_pool,
+                                    lexical_top=opts.lexical_top, dense=dense, bm25=bm25))
+    stages.append(RankWindow(opts.range_min, opts.range_max))
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, max_z=opts.max_z,

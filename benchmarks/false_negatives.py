@@ -1,0 +1,342 @@
+"""The false-negative / hardness frontier: how many emitted negatives are secretly relevant, at what hardness.
+
+Two settings, one point per recipe in each:
+
+* **NFCorpus dev, one known positive per query.** Dev's labels are dense (35.7 relevant documents per query).
+  Each query keeps one positive (the highest grade; ties broken with a fixed seed); the miner sees only it,
+  and an emitted negative is *false* when dev's labels mark it (or an exact-text twin of it) relevant.
+* **SciFact train, hide-fraction probe.** Half of the positives of each query with several are hidden; an
+  emitted negative is false when it is a hidden positive. Few SciFact queries have several positives, so
+  its rates rest on few cases (the table gives the counts).
+
+Per recipe: false-negative rate of the distinct emitted (query, negative) pairs, hardness (mean rank of the
+negatives in the mining model's full ranking of the corpus with the known positive removed, 1 = closest,
+and the mean cosine gap ``cos(q, positive) - cos(q, negative)`` under the same model, negative = harder),
+the share of queries left short of the target count, and teacher cost (pairs scored, seconds).
+
+Recipes are ``Recipe`` objects in ``RECIPES``: hnmine pipelines built from ``MineOptions`` (or any stage
+list), and ``sentence-transformers``' ``mine_hard_negatives`` at its defaults, run for real (its output is
+kept in ``--work-dir`` and reused). To add points (a teacher with a threshold rule), build more ``Recipe``
+objects and pass them to ``main(extra_recipes=...)``, or append to ``RECIPES``.
+
+    python benchmarks/false_negatives.py --nfcorpus ../shared/datasets/nfcorpus --scifact ../shared/datasets/scifact
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hnmine.data import MiningData  # noqa: E402
+from hnmine.encoder import Encoder  # noqa: E402
+from hnmine.hidden_positives import hide_positives  # noqa: E402
+from hnmine.io import load_beir, read_beir  # noqa: E402
+from hnmine.pipeline import Pipeline  # noqa: E402
+from hnmine.recipe import MineOptions, build_pipeline  # noqa: E402
+
+NUM_NEGATIVES = 5
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+@dataclass
+class Setting:
+    """Mining data as the miner sees it, and the truth it is judged against."""
+
+    name: str
+    data: MiningData                      # known positives only
+    relevant: set[tuple[int, int]]        # (query, doc) pairs that count as false negatives when emitted
+    query_emb: np.ndarray = field(repr=False, default=None)
+    doc_emb: np.ndarray = field(repr=False, default=None)
+
+    def embed(self) -> None:
+        """The mining model's embeddings (the bundled MiniLM, hnmine's default precision, cached)."""
+        encoder = Encoder(show_progress=False)
+        self.doc_emb = encoder.encode(self.data.doc_texts)
+        self.query_emb = encoder.encode(self.data.query_texts)
+
+    def hardness(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rank (1 = closest non-positive document) and gap ``cos(q, p) - cos(q, n)`` of each pair."""
+        ranks = np.zeros(len(query_idx), dtype=np.int64)
+        gaps = np.zeros(len(query_idx))
+        keys = self.data.doc_keys
+        for q in np.unique(query_idx):
+            rows = np.flatnonzero(query_idx == q)
+            scores = self.doc_emb @ self.query_emb[q]
+            positives = self.data.positives_of(int(q))
+            excluded = np.isin(keys, keys[positives])        # known positives and their exact-text twins
+            valid = scores[~excluded]
+            cand = scores[doc_idx[rows]]
+            ranks[rows] = 1 + (valid[None, :] > cand[:, None]).sum(axis=1)
+            gaps[rows] = scores[positives].min() - cand
+        return ranks, gaps
+
+
+def _with_twins(data: MiningData, pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """A document with the same normalised text as a relevant one is relevant too (NFCorpus has 40 such pairs)."""
+    keys = data.doc_keys
+    by_key: dict[int, list[int]] = {}
+    for i, k in enumerate(keys.tolist()):
+        by_key.setdefault(k, []).append(i)
+    return {(q, t) for q, d in pairs for t in by_key[int(keys[d])]}
+
+
+def nfcorpus_one_positive(root: str | Path, split: str = "dev", seed: int = 0) -> Setting:
+    """One positive per query: the highest grade, ties broken by ``default_rng([seed, query])``."""
+    full = load_beir(root, split)
+    _, _, qrels = read_beir(root, split)
+    grade = {(q, d): s for q, d, s in zip(*(qrels.column(c).to_pylist() for c in ("query_id", "doc_id", "score")))}
+    kept, relevant = [], set()
+    for q, qid in enumerate(full.query_ids):
+        positives = full.positives_of(q)
+        grades = np.array([grade[(qid, full.doc_ids[d])] for d in positives])
+        best = positives[grades == grades.max()]
+        kept.append((q, int(np.random.default_rng([seed, q]).choice(best))))
+        relevant.update((q, int(d)) for d in positives)
+    data = MiningData.from_pairs(full.query_ids, full.query_texts, full.doc_ids, full.doc_texts, kept, full.source)
+    return Setting(f"NFCorpus {split}, one known positive", data, _with_twins(data, relevant))
+
+
+def scifact_hidden(root: str | Path, fraction: float = 0.5, seed: int = 0) -> Setting:
+    full = load_beir(root, "train")
+    data, hidden = hide_positives(full, fraction, seed)
+    return Setting(f"SciFact train, {fraction:.0%} of multi-positive queries' positives hidden", data,
+                   _with_twins(data, hidden))
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+@dataclass
+class Mined:
+    query_idx: np.ndarray
+    doc_idx: np.ndarray
+    seconds: float
+    pairs_scored: int = 0
+
+
+@dataclass
+class Recipe:
+    """One point of the frontier. ``options`` builds an hnmine pipeline; ``run`` mines any other way."""
+
+    name: str
+    family: str
+    options: dict | None = None
+    pipeline: Callable[[], Pipeline] | None = None
+    run: Callable[[Setting, Path], Mined] | None = None
+
+    def mine(self, setting: Setting, work_dir: Path) -> Mined:
+        if self.run is not None:
+            return self.run(setting, work_dir)
+        pipeline = self.pipeline() if self.pipeline else build_pipeline(
+            MineOptions(**{"num_negatives": NUM_NEGATIVES, **(self.options or {})}),
+            max_positives=int(setting.data.positive_counts.max()))
+        start = time.perf_counter()
+        batches = list(pipeline.run(setting.data))
+        seconds = time.perf_counter() - start
+        pipeline.collect_notes()
+        cand = [b.candidates for b in batches]
+        q = np.concatenate([c.column("query_idx").to_numpy() for c in cand])
+        d = np.concatenate([c.column("doc_idx").to_numpy() for c in cand])
+        pairs = sum(int(v) for k, v in pipeline.report.notes.items() if "pair evaluations" in k)
+        return Mined(q, d, seconds, pairs)
+
+
+def sentence_transformers_recipe(name: str, **kwargs) -> Recipe:
+    """``sentence_transformers.util.mine_hard_negatives`` itself, with ``kwargs`` over its defaults."""
+
+    def run(setting: Setting, work_dir: Path) -> Mined:
+        tag = "".join(c if c.isalnum() else "_" for c in f"{setting.name}_{name}")
+        saved = work_dir / f"st_{tag}.json"
+        if saved.exists():
+            kept = json.loads(saved.read_text())
+            return Mined(np.array(kept["q"], np.int64), np.array(kept["d"], np.int64), kept["seconds"])
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.util import mine_hard_negatives
+
+        from hnmine.encoder import resolve_model
+
+        data = setting.data
+        anchors, positives = [], []
+        for q in range(data.num_queries):
+            for d in data.positives_of(q):
+                anchors.append(data.query_texts[q])
+                positives.append(data.doc_texts[int(d)])
+        model = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device="cpu")
+        start = time.perf_counter()
+        out = mine_hard_negatives(Dataset.from_dict({"anchor": anchors, "positive": positives}), model,
+                                  corpus=list(data.doc_texts), verbose=False,
+                                  cache_folder=str(work_dir / "st-embeddings"), **kwargs)
+        seconds = time.perf_counter() - start
+        query_of = {}
+        for q, t in enumerate(data.query_texts):
+            query_of.setdefault(t, q)
+        doc_of = {}
+        for i, t in enumerate(data.doc_texts):
+            doc_of.setdefault(t, i)
+        q = [query_of[a] for a in out["anchor"]]
+        d = [doc_of[n] for n in out["negative"]]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"q": q, "d": d, "seconds": seconds, "kwargs": kwargs}))
+        return Mined(np.array(q, np.int64), np.array(d, np.int64), seconds)
+
+    return Recipe(name, "peer", run=run)
+
+
+SIBLINGS = {"sibling_percentile": 60.0, "sibling_pool": 100, "lexical_top": 100}
+
+RECIPES: list[Recipe] = [
+    sentence_transformers_recipe("sentence-transformers defaults (3 negatives, ranks 1-N)"),
+    sentence_transformers_recipe("sentence-transformers, 5 negatives, range 0-50", num_negatives=5, range_max=50),
+    Recipe("hnmine defaults (dense 11-50)", "window", {}),
+    Recipe("dense 1-50", "window", {"range_min": 0, "range_max": 50}),
+    Recipe("dense 31-100", "window", {"range_min": 30, "range_max": 100}),
+    Recipe("dense 51-150", "window", {"range_min": 50, "range_max": 150}),
+    Recipe("BM25 11-50", "retriever", {"retriever": "bm25"}),
+    Recipe("hybrid 11-50", "retriever", {"retriever": "hybrid"}),
+    Recipe("SimANS dense 1-50", "sampling", {"range_min": 0, "range_max": 50, "sampling": "simans"}),
+    Recipe("max-ratio 0.95 dense 1-50", "bi-encoder filter", {"range_min": 0, "range_max": 50, "max_ratio": 0.95}),
+    Recipe("siblings p60 + lexical 100, dense 1-100", "no-teacher",
+           {"range_min": 0, "range_max": 100, **SIBLINGS}),
+    Recipe("siblings p50 + lexical 100, dense 1-100", "no-teacher",
+           {"range_min": 0, "range_max": 100, **SIBLINGS, "sibling_percentile": 50.0}),
+    Recipe("siblings p40 + lexical 100, dense 1-100", "no-teacher",
+           {"range_min": 0, "range_max": 100, **SIBLINGS, "sibling_percentile": 40.0}),
+    Recipe("siblings p60 only, dense 1-100", "no-teacher",
+           {"range_min": 0, "range_max": 100, **SIBLINGS, "lexical_top": None}),
+    Recipe("lexical 100 only, dense 1-100", "no-teacher",
+           {"range_min": 0, "range_max": 100, **SIBLINGS, "sibling_percentile": None}),
+    Recipe("siblings p60 + lexical 100, dense 6-100", "no-teacher",
+           {"range_min": 5, "range_max": 100, **SIBLINGS}),
+]
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+
+
+def measure(recipe: Recipe, setting: Setting, work_dir: Path) -> dict:
+    mined = recipe.mine(setting, work_dir)
+    pairs = np.unique(np.stack([mined.query_idx, mined.doc_idx], axis=1), axis=0) if len(mined.query_idx) else (
+        np.zeros((0, 2), np.int64))
+    q, d = pairs[:, 0], pairs[:, 1]
+    is_fn = np.fromiter(((a, b) in setting.relevant for a, b in zip(q.tolist(), d.tolist())), bool, count=len(q))
+    ranks, gaps = setting.hardness(q, d)
+    per_query = np.bincount(q, minlength=setting.data.num_queries)
+    return {
+        "recipe": recipe.name, "family": recipe.family, "negatives": len(q), "false_negatives": int(is_fn.sum()),
+        "fn_rate": float(is_fn.mean()) if len(q) else None,
+        "mean_rank": float(ranks.mean()) if len(q) else None,
+        "median_rank": float(np.median(ranks)) if len(q) else None,
+        "mean_gap": float(gaps.mean()) if len(q) else None,
+        "short_share": float((per_query < NUM_NEGATIVES).mean()),
+        "queries_without": int((per_query == 0).sum()),
+        "pairs_scored": mined.pairs_scored, "seconds": round(mined.seconds, 2),
+    }
+
+
+def markdown(results: dict[str, list[dict]], command: str) -> str:
+    lines = ["# False negatives vs hardness", "", f"Command: `{command}`", "",
+             "FN: share of distinct emitted (query, negative) pairs that the held labels mark relevant "
+             "(or an exact-text twin of a relevant document). Rank: the negative's rank in the mining model's "
+             "ranking of the corpus, known positive removed (1 = closest). Gap: cos(q, positive) - "
+             "cos(q, negative) under the mining model (negative: harder than the positive). Short: queries with "
+             f"fewer than {NUM_NEGATIVES} negatives. Seconds: mining wall time on a shared 2-core CPU (noisy).", ""]
+    for setting, rows in results.items():
+        lines += [f"## {setting}", "", "| recipe | family | FN rate | FN / negatives | mean rank | median rank | "
+                  "mean gap | short | pairs scored | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            fn = "-" if r["fn_rate"] is None else f"{100 * r['fn_rate']:.1f} %"
+            rank = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.1f}"
+            gap = "-" if r["mean_gap"] is None else f"{r['mean_gap']:+.3f}"
+            lines.append(f"| {r['recipe']} | {r['family']} | {fn} | {r['false_negatives']} / {r['negatives']} | "
+                         f"{rank} | {r['median_rank'] or '-'} | {gap} | {100 * r['short_share']:.1f} % | "
+                         f"{r['pairs_scored']:,} | {r['seconds']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 5.5), squeeze=False)
+    markers = {"peer": "s", "window": "o", "retriever": "D", "sampling": "v", "bi-encoder filter": "x",
+               "no-teacher": "*", "teacher": "P"}
+    for ax, (setting, rows) in zip(axes[0], results.items()):
+        for r in rows:
+            if r["fn_rate"] is None:
+                continue
+            ax.scatter(r["mean_rank"], 100 * r["fn_rate"], marker=markers.get(r["family"], "o"),
+                       s=90 if r["family"] == "no-teacher" else 45, label=r["family"])
+            ax.annotate(r["recipe"], (r["mean_rank"], 100 * r["fn_rate"]), fontsize=6.5, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("mean rank of emitted negatives (mining model; lower = harder)")
+        ax.set_ylabel("false negatives among emitted negatives (%)")
+        ax.set_title(setting, fontsize=9)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+def main(argv: Sequence[str] | None = None, extra_recipes: Sequence[Recipe] = ()) -> dict[str, list[dict]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nfcorpus", default=str(ROOT.parent / "shared/datasets/nfcorpus"))
+    parser.add_argument("--scifact", default=str(ROOT.parent / "shared/datasets/scifact"))
+    parser.add_argument("--settings", default="nfcorpus,scifact", help="Comma-separated: nfcorpus, scifact.")
+    parser.add_argument("--recipes", default=None, help="Only recipes whose name contains one of these "
+                                                          "comma-separated words.")
+    parser.add_argument("--hide-fraction", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", default="/tmp/hnmine-false-negatives",
+                        help="Where sentence-transformers' outputs are kept between runs.")
+    parser.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument("--name", default="false_negatives", help="Output file stem in --out-dir.")
+    args = parser.parse_args(argv)
+    recipes = [*RECIPES, *extra_recipes]
+    if args.recipes:
+        words = [w.strip().lower() for w in args.recipes.split(",")]
+        recipes = [r for r in recipes if any(w in r.name.lower() for w in words)]
+    builders = {"nfcorpus": lambda: nfcorpus_one_positive(args.nfcorpus, "dev", args.seed),
+                "scifact": lambda: scifact_hidden(args.scifact, args.hide_fraction, args.seed)}
+    results: dict[str, list[dict]] = {}
+    for key in args.settings.split(","):
+        setting = builders[key.strip()]()
+        setting.embed()
+        rows = results.setdefault(setting.name, [])
+        for recipe in recipes:
+            row = measure(recipe, setting, Path(args.work_dir))
+            rows.append(row)
+            fn = "-" if row["fn_rate"] is None else f"{100 * row['fn_rate']:.1f}%"
+            print(f"[{key}] {recipe.name:48s} FN {fn:>6s}  mean rank {row['mean_rank'] or 0:6.1f}  "
+                  f"gap {row['mean_gap'] or 0:+.3f}  short {100 * row['short_share']:.1f}%  {row['seconds']}s",
+                  flush=True)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/false_negatives.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / f"{args.name}.json").write_text(json.dumps({"command": command, "results": results}, indent=1))
+    (out / f"{args.name}.md").write_text(markdown(results, command.strip()))
+    plot(results, out / f"{args.name}.png")
+    print(f"wrote {out / args.name}.json/.md/.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
