@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 SHARED ?= ../shared/datasets/scifact
 
-.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality bench-ray sample-data refresh clean
+.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality bench-false-negatives bench-ray sample-data refresh clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,14 @@ QUALITY_OUT ?= /tmp/hnmine-downstream
 bench-quality: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/downstream.py --scifact $(SHARED) --out-dir $(QUALITY_OUT)
+
+# False negatives vs hardness (issue #14): one point per recipe on NFCorpus dev (one known positive per query)
+# and SciFact train (hide-fraction probe); sentence-transformers' miner is run for real and its output kept in
+# FN_WORK. Results: benchmarks/results/false_negatives.{json,md,png}. About 30 minutes on 2 CPU cores.
+FN_WORK ?= /tmp/hnmine-false-negatives
+bench-false-negatives: bench-deps
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/false_negatives.py --nfcorpus ../shared/datasets/nfcorpus \
+		--scifact $(SHARED) --work-dir $(FN_WORK)
 
 # Ray engine: corpus encoding + sharded search with 1 vs 2 Ray workers (actors) on this machine.
 bench-ray: install
