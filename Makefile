@@ -9,13 +9,18 @@ SHARED ?= ../shared/datasets/scifact
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The main job installs only what it runs (hnmine and its dependencies); tests, lint and the rest add the dev extra.
+$(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.core
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-mine: install
+mine: $(VENV)/.core
 	mkdir -p $(OUT)
 	$(BIN)/hnmine mine --queries sample_data/queries.parquet --corpus sample_data/corpus.parquet \
 		--qrels sample_data/qrels.parquet --output $(OUT)/sample_triplets.parquet --overwrite
@@ -72,7 +77,7 @@ sample-data: install
 CHECKPOINT ?= all-MiniLM-L6-v2
 PREV ?= $(OUT)/sample_triplets.parquet
 NEXT ?= $(OUT)/sample_triplets.next.parquet
-refresh: install
+refresh: $(VENV)/.core
 	$(BIN)/hnmine mine --queries sample_data/queries.parquet --corpus sample_data/corpus.parquet \
 		--qrels sample_data/qrels.parquet --model $(CHECKPOINT) --output $(NEXT) --overwrite
 	$(BIN)/hnmine diff $(PREV) $(NEXT)

@@ -128,8 +128,28 @@ def _load(queries: Path | None, corpus: Path | None, qrels: Path | None, pairs: 
     return data.without_queries_lacking_positives()
 
 
+# Flags the pipeline is built from; --config replaces them all (hide-fraction and split-tiers act around it).
+PIPELINE_PANELS = (RETRIEVAL, DENSE, DENOISE, SELECT, STRATEGY)
+NOT_PIPELINE_FLAGS = ("hide_fraction", "split_tiers")
+
+
+def _flags_given(ctx: typer.Context, panels: tuple[str, ...], extra: tuple[str, ...] = (),
+                 exclude: tuple[str, ...] = ()) -> list[str]:
+    """The options of ``panels`` (and ``extra``) that the command line set, by their flag names."""
+    given = []
+    for param in ctx.command.params:
+        if param.name in exclude or not param.opts:
+            continue
+        if getattr(param, "rich_help_panel", None) in panels or param.name in extra:
+            source = ctx.get_parameter_source(param.name)  # by name: typer may bundle its own click
+            if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+                given.append(param.opts[0])
+    return given
+
+
 @app.command()
 def mine(
+    ctx: typer.Context,
     queries: Annotated[Path | None, typer.Option(
         help="Queries file (query_id, query): Parquet, jsonl, json, csv, tsv or a datasets folder (save_to_disk or "
              "Hub layout). Default: none.", rich_help_panel=INPUT)] = None,
@@ -300,9 +320,12 @@ def mine(
         help="Curriculum 'tier' column (hard/medium/easy): by rank | gap (p - s) | none.",
         rich_help_panel=STRATEGY)] = "rank",
     tier_hard: Annotated[float | None, typer.Option(
-        help="Upper bound of the hard tier. Default: rank 10, or gap 0.1.", rich_help_panel=STRATEGY)] = None,
+        help="Upper bound of the hard tier. Default: by rank, the first third of the ranks selection draws "
+             "from (the window for random/simans, its first N ranks for top: 12 by default); by gap, 0.1.",
+        rich_help_panel=STRATEGY)] = None,
     tier_medium: Annotated[float | None, typer.Option(
-        help="Upper bound of the medium tier. Default: rank 30, or gap 0.2.", rich_help_panel=STRATEGY)] = None,
+        help="Upper bound of the medium tier. Default: by rank, two thirds into the ranks selection draws "
+             "from (13 by default); by gap, 0.2.", rich_help_panel=STRATEGY)] = None,
     split_tiers: Annotated[bool, typer.Option(
         help="Also write OUTPUT.hard/.medium/.easy.parquet (triplet format).", rich_help_panel=STRATEGY)] = False,
     hide_fraction: Annotated[float | None, typer.Option(
@@ -354,6 +377,10 @@ def mine(
 
     def build(max_positives: int = 10) -> Pipeline:
         if config is not None:
+            ignored = _flags_given(ctx, PIPELINE_PANELS, extra=("chunk_size",), exclude=NOT_PIPELINE_FLAGS)
+            if ignored:
+                raise InputError(f"--config {config} sets the whole pipeline, so {', '.join(ignored)} would be "
+                                 "ignored; set them in the file (or drop --config)")
             return load_pipeline(config)
         opts.zone = parse_zone(zone) if zone else None
         return build_pipeline(opts, max_positives)
@@ -430,7 +457,8 @@ def mine(
         write_json_atomic(manifest_path(out), manifest)
         if not quiet:
             print_summary(report, err)
-            err.print(f"wrote {out} ({report.rows_written:,} rows) and {manifest_path(out).name}")
+            err.print(f"wrote {out} ({report.rows_written:,} rows) and {manifest_path(out)}", highlight=False,
+                      soft_wrap=True)
 
     _guarded(run)
 
@@ -536,7 +564,8 @@ def denoise(
         if not quiet:
             print_summary(report, err, title="hnmine denoise")
             scored = f"{pairs_scored:,} cross-encoder pair evaluations; " if pairs_scored is not None else ""
-            err.print(f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; {scored}wrote {out}")
+            err.print(f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; {scored}wrote {out} and "
+                      f"{manifest_path(out)}", highlight=False, soft_wrap=True)
 
     _guarded(run)
 
@@ -699,7 +728,7 @@ def eval_mined(
         if report_dir is not None:
             written, note = write_report(result, report_dir)
             if note:
-                err.print(f"[yellow]warning:[/] {note}")
+                err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
             err.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
         if json_path is not None:
             write_json_atomic(json_path, m)

@@ -515,7 +515,7 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
 
 def _plot_hist(path: Path, series: list[tuple[str, np.ndarray]], xlabel: str, title: str,
                vline: float | None = None) -> bool:
-    from matplotlib.figure import Figure  # optional dependency (extra 'bench'); no pyplot global state
+    from matplotlib.figure import Figure  # no pyplot: no global state
 
     series = [(label, v[np.isfinite(v)]) for label, v in series]
     series = [(label, v) for label, v in series if len(v)]
@@ -545,26 +545,42 @@ def _save(fig: Any, path: Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def _plot_counts(path: Path, histogram: dict[str, int]) -> bool:
+def counts_figure(histogram: dict[str, int], target: int | None = None) -> Any:
+    """Bar chart of queries per negative count: one bar per integer from 0 to the largest count (or the target),
+    zero bars included, integer ticks. A bar per *observed* count alone (often a single bar at the target)
+    gave matplotlib a fractional axis around one value, which reads as nothing."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    if not histogram:
-        return False
-    keys = sorted(int(k) for k in histogram)
+    observed = {int(k): int(n) for k, n in histogram.items()}
+    top = max([*observed, target or 0])
+    keys = list(range(top + 1))
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.add_subplot()
-    ax.bar(keys, [histogram[str(k)] for k in keys], width=0.8)
+    ax.bar(keys, [observed.get(k, 0) for k in keys], width=0.9)
+    if target:
+        ax.axvline(target, color="black", linewidth=1, linestyle="--", label=f"target ({target})")
+        ax.legend(fontsize="small")
+    ax.set_xlim(-0.5, top + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("distinct negatives per query")
     ax.set_ylabel("queries")
     ax.set_title("negatives per query")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def _plot_counts(path: Path, histogram: dict[str, int], target: int | None) -> bool:
+    if not histogram:
+        return False
+    _save(counts_figure(histogram, target), path)
     return True
 
 
 def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, str]:
     """PNG histograms into ``out_dir``; name -> file name. Raises ImportError without matplotlib."""
-    import matplotlib  # noqa: F401  (fail early and clearly when the optional dependency is missing)
+    import matplotlib  # noqa: F401  (fail early and clearly in an environment that lacks it)
 
     plots: dict[str, str] = {}
     for scale, v in evaluation.scales.items():
@@ -575,8 +591,9 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, str]:
         if _plot_hist(out_dir / f"gaps_{scale}.png", [("gap p − s", v.gap)], f"gap ({label})",
                       f"{label}: gap to the query's lowest positive", vline=0.0):
             plots[f"gaps_{scale}"] = f"gaps_{scale}.png"
-    if _plot_counts(out_dir / "negatives_per_query.png",
-                    evaluation.metrics["coverage"]["negatives_per_query_histogram"]):
+    coverage = evaluation.metrics["coverage"]
+    if _plot_counts(out_dir / "negatives_per_query.png", coverage["negatives_per_query_histogram"],
+                    coverage["target_negatives"]):
         plots["negatives_per_query"] = "negatives_per_query.png"
     return plots
 
@@ -600,8 +617,8 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[list[Path
         plots = write_plots(evaluation, out_dir)
     except ImportError:
         plots = {}
-        note = ("matplotlib is not installed, so this report has no plots "
-                "(pip install 'hnmine[bench]' or matplotlib to get them).")
+        note = ("matplotlib is not installed, so this report has no plots; it is a dependency of hnmine: "
+                "reinstall hnmine or pip install 'matplotlib>=3.8'.")
     written = [out_dir / name for name in plots.values()]
     report = out_dir / "report.md"
     with atomic_path(report) as tmp:

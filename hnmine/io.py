@@ -382,5 +382,9 @@ def load_beir(root: str | Path, split: str = "train") -> MiningData:
     texts = [f"{t.strip()} {x}" if t.strip() else x for t, x in zip(titles, texts)]
     qrels = [(q, d) for q, d, s in zip(*(qrels_t.column(c).to_pylist() for c in ("query_id", "doc_id", "score")))
              if s > 0]
-    pairs = _link_qrels(qrels, query_ids, doc_ids, _beir_qrels_path(Path(root), split))
-    return MiningData.from_pairs(query_ids, query_texts, doc_ids, texts, pairs, source={"beir": tag})
+    qrels_path = _beir_qrels_path(Path(root), split)
+    pairs = _link_qrels(qrels, query_ids, doc_ids, qrels_path)
+    # The files themselves, so the manifest hashes them and a resumed run notices when one changed.
+    source = {"beir": tag, "corpus": str(Path(root) / "corpus.jsonl"), "queries": str(Path(root) / "queries.jsonl"),
+              "qrels": str(qrels_path)}
+    return MiningData.from_pairs(query_ids, query_texts, doc_ids, texts, pairs, source=source)

@@ -27,7 +27,7 @@ from hnmine.positives_cap import PositivesPerQuery
 from hnmine.selection import NegativeSelector
 from hnmine.siblings import SiblingFilter
 from hnmine.stage import Stage
-from hnmine.tiers import DifficultyTiers
+from hnmine.tiers import DifficultyTiers, window_thirds
 from hnmine.triplet_margin import TripletMarginFilter
 from hnmine.window import RankWindow
 
@@ -147,7 +147,14 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     if opts.fill == "random":
         stages.append(RandomFill(num_negatives=opts.num_negatives, seed=opts.seed))
     if opts.tiers != "none":
-        stages.append(DifficultyTiers(by=opts.tiers, hard=opts.tier_hard, medium=opts.tier_medium))
+        hard, medium = opts.tier_hard, opts.tier_medium
+        if opts.tiers == "rank":  # bounds not given: thirds of the ranks selection draws from (see tiers.py)
+            drawn_to = opts.range_max if opts.sampling != "top" else min(opts.range_max,
+                                                                          opts.range_min + opts.num_negatives)
+            thirds = window_thirds(opts.range_min, drawn_to)
+            hard = thirds[0] if hard is None else hard
+            medium = thirds[1] if medium is None else medium
+        stages.append(DifficultyTiers(by=opts.tiers, hard=hard, medium=medium))
     if opts.query_clusters:
         # The retriever's own dense stage, so query embeddings are not computed twice.
         shared = dense if opts.retriever != "bm25" else replace(opts.dense, save_index=None, load_index=None)

@@ -5,7 +5,12 @@ need the tier written beside each negative (or one file per tier), not a second 
 difficulty. This stage only labels: it drops nothing, so it can sit anywhere after the stage that
 produces the column it reads.
 
-* ``by="rank"``: ``rank <= hard`` is hard, ``rank <= medium`` is medium, the rest easy (defaults 10, 30).
+* ``by="rank"``: ``rank <= hard`` is hard, ``rank <= medium`` is medium, the rest easy. ``hnmine mine`` defaults
+  the bounds to thirds of the ranks the selection draws from (``window_thirds``): the window (range_min, range_max]
+  for random and SimANS sampling (11-23 / 24-37 / 38-50 for (10, 50]), its first num_negatives ranks for top
+  sampling (11-12 / 13 / 14+ for the default 5 of (10, 50]). Fixed bounds such as 10 and 30 put every negative
+  of the default run in one tier, and a constant column is no curriculum. A stage built without bounds (Python
+  API) uses 10 and 30.
 * ``by="gap"``: with ``gap = p - s`` (``p``: the query's lowest positive score, ``s``: the candidate's),
   ``gap <= hard`` is hard, ``gap <= medium`` is medium, the rest easy (defaults 0.1, 0.2). A candidate
   scored above the positive has a negative gap and is hard. Where either score is missing (NaN) the tier
@@ -28,6 +33,13 @@ TIER_MODES = ("rank", "gap")
 TIERS = ("hard", "medium", "easy")
 UNTIERED = "untiered"
 DEFAULT_BOUNDS = {"rank": (10, 30), "gap": (0.1, 0.2)}
+
+
+def window_thirds(range_min: int, range_max: int) -> tuple[int, int]:
+    """Rank bounds that cut the window ``(range_min, range_max]`` into three tiers of (nearly) equal width."""
+    width = range_max - range_min
+    hard = range_min + round(width / 3)
+    return hard, max(hard + 1, range_min + round(2 * width / 3))
 
 
 def tier_labels(values: np.ndarray, hard: float, medium: float) -> list[str | None]:
