@@ -195,12 +195,13 @@ def sentence_transformers_recipe(name: str, **kwargs) -> Recipe:
     return Recipe(name, "peer", run=run)
 
 
+DEFAULTS_NAME = "hnmine defaults (dense 11-50)"
 SIBLINGS = {"sibling_percentile": 60.0, "sibling_pool": 100, "lexical_top": 100}
 
 RECIPES: list[Recipe] = [
     sentence_transformers_recipe("sentence-transformers defaults (3 negatives, ranks 1-N)"),
     sentence_transformers_recipe("sentence-transformers, 5 negatives, range 0-50", num_negatives=5, range_max=50),
-    Recipe("hnmine defaults (dense 11-50)", "window", {}),
+    Recipe(DEFAULTS_NAME, "window", {}),
     Recipe("dense 1-50", "window", {"range_min": 0, "range_max": 50}),
     Recipe("dense 31-100", "window", {"range_min": 30, "range_max": 100}),
     Recipe("dense 51-150", "window", {"range_min": 50, "range_max": 150}),
@@ -234,7 +235,9 @@ def measure(recipe: Recipe, setting: Setting, work_dir: Path) -> dict:
     is_fn = np.fromiter(((a, b) in setting.relevant for a, b in zip(q.tolist(), d.tolist())), bool, count=len(q))
     ranks, gaps = setting.hardness(q, d)
     per_query = np.bincount(q, minlength=setting.data.num_queries)
+    per_query_fn = np.bincount(q[is_fn], minlength=setting.data.num_queries)
     return {
+        "_per_query": (per_query_fn, per_query),
         "recipe": recipe.name, "family": recipe.family, "negatives": len(q), "false_negatives": int(is_fn.sum()),
         "fn_rate": float(is_fn.mean()) if len(q) else None,
         "mean_rank": float(ranks.mean()) if len(q) else None,
@@ -246,21 +249,57 @@ def measure(recipe: Recipe, setting: Setting, work_dir: Path) -> dict:
     }
 
 
+BOOTSTRAP = 2000
+
+
+def add_intervals(rows: list[dict], baseline: str, seed: int = 0) -> None:
+    """95 % bootstrap intervals over queries for each FN rate, and for its paired difference from ``baseline``.
+
+    Queries are resampled (the same resamples for every recipe), so the difference is paired: a recipe is
+    better than the baseline only when its interval excludes 0.
+    """
+    n = len(rows[0]["_per_query"][1])
+    idx = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+    base = next((r for r in rows if r["recipe"] == baseline), None)
+
+    def rates(row: dict) -> np.ndarray:
+        fn, total = row["_per_query"]
+        return fn[idx].sum(axis=1) / np.maximum(total[idx].sum(axis=1), 1)
+
+    base_rates = rates(base) if base is not None else None
+    for row in rows:
+        if not row["negatives"]:
+            continue
+        r = rates(row)
+        row["fn_rate_ci95"] = [float(v) for v in np.percentile(r, [2.5, 97.5])]
+        if base_rates is not None:
+            row["fn_diff_vs_defaults_ci95"] = [float(v) for v in np.percentile(r - base_rates, [2.5, 97.5])]
+
+
+def _ci(values: list[float] | None, scale: float = 100) -> str:
+    return "-" if not values else f"{scale * values[0]:+.1f} .. {scale * values[1]:+.1f}"
+
+
 def markdown(results: dict[str, list[dict]], command: str) -> str:
     lines = ["# False negatives vs hardness", "", f"Command: `{command}`", "",
              "FN: share of distinct emitted (query, negative) pairs that the held labels mark relevant "
-             "(or an exact-text twin of a relevant document). Rank: the negative's rank in the mining model's "
-             "ranking of the corpus, known positive removed (1 = closest). Gap: cos(q, positive) - "
+             "(or an exact-text twin of a relevant document); 95 % CI: bootstrap over queries (2,000 "
+             "resamples, the same for every recipe, so the difference from hnmine's defaults is paired). "
+             "Rank: the negative's rank in the mining model's ranking of the corpus, known positive removed "
+             "(1 = closest). Gap: cos(q, positive) - "
              "cos(q, negative) under the mining model (negative: harder than the positive). Short: queries with "
              f"fewer than {NUM_NEGATIVES} negatives. Seconds: mining wall time on a shared 2-core CPU (noisy).", ""]
     for setting, rows in results.items():
-        lines += [f"## {setting}", "", "| recipe | family | FN rate | FN / negatives | mean rank | median rank | "
-                  "mean gap | short | pairs scored | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {setting}", "", "| recipe | family | FN rate | 95 % CI | vs hnmine defaults (pts, 95 % CI) | "
+                  "FN / negatives | mean rank | median rank | mean gap | short | pairs scored | seconds |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             fn = "-" if r["fn_rate"] is None else f"{100 * r['fn_rate']:.1f} %"
             rank = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.1f}"
             gap = "-" if r["mean_gap"] is None else f"{r['mean_gap']:+.3f}"
-            lines.append(f"| {r['recipe']} | {r['family']} | {fn} | {r['false_negatives']} / {r['negatives']} | "
+            ci = "-" if "fn_rate_ci95" not in r else "{:.1f}-{:.1f} %".format(*(100 * v for v in r["fn_rate_ci95"]))
+            lines.append(f"| {r['recipe']} | {r['family']} | {fn} | {ci} | {_ci(r.get('fn_diff_vs_defaults_ci95'))} | "
+                         f"{r['false_negatives']} / {r['negatives']} | "
                          f"{rank} | {r['median_rank'] or '-'} | {gap} | {100 * r['short_share']:.1f} % | "
                          f"{r['pairs_scored']:,} | {r['seconds']} |")
         lines.append("")
@@ -328,6 +367,10 @@ def main(argv: Sequence[str] | None = None, extra_recipes: Sequence[Recipe] = ()
             print(f"[{key}] {recipe.name:48s} FN {fn:>6s}  mean rank {row['mean_rank'] or 0:6.1f}  "
                   f"gap {row['mean_gap'] or 0:+.3f}  short {100 * row['short_share']:.1f}%  {row['seconds']}s",
                   flush=True)
+    for rows in results.values():
+        add_intervals(rows, DEFAULTS_NAME, args.seed)
+        for row in rows:
+            row.pop("_per_query")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/false_negatives.py " + " ".join(argv if argv is not None else sys.argv[1:])

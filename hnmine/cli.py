@@ -667,6 +667,12 @@ def eval_mined(
     beir: Annotated[Path | None, typer.Option(
         "--beir", help="Labels from a BEIR folder's qrels of --split instead of --qrels. Default: none.")] = None,
     split: Annotated[str, typer.Option(help="BEIR qrels split with --beir.")] = "train",
+    before: Annotated[Path | None, typer.Option(
+        "--before", help="The same run without the filter being judged (e.g. without --cross-encoder or "
+                         "--sibling-percentile), both mined with --num-negatives at least the rank window's width "
+                         "so every candidate is written: adds the filter's catch rate (share of labelled-relevant "
+                         "candidates it removed) and false-alarm rate (share of the others it removed). "
+                         "Default: none.")] = None,
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="Write report.md, metrics.json and PNG plots into this folder (created if missing). "
                          "Default: print a summary only.")] = None,
@@ -692,7 +698,8 @@ def eval_mined(
             assert qrels is not None
             labels, labels_path = read_table(qrels, "labels"), qrels
         result = evaluate(read_table(mined, "mined"), labels, num_negatives,
-                          mined_path=mined, labels_path=labels_path)
+                          mined_path=mined, labels_path=labels_path,
+                          before=read_table(before, "before") if before is not None else None, before_path=before)
         m = result.metrics
         fn, cov, dup = m["false_negatives"], m["coverage"], m["duplicates"]
 
@@ -718,6 +725,16 @@ def eval_mined(
                 table.add_row(f"median {scale.replace('_', '-')} score / gap",
                               f"{num(entry['negative_score']['median'])} / {num(entry['gap']['median'])}")
         table.add_row(f"queries with < {cov['target_negatives']} negatives", num(cov["short_queries"]))
+        if "filter" in m:
+            f = m["filter"]
+            table.add_row("filter catch rate (relevant candidates removed)",
+                          f"{f['caught']:,} / {f['relevant_before']:,} ({pct(f['catch_rate'])})")
+            table.add_row("filter false-alarm rate (other candidates removed)",
+                          f"{f['false_alarms']:,} / {f['candidates_before'] - f['relevant_before']:,} "
+                          f"({pct(f['false_alarm_rate'])})")
+            if f["after_not_in_before"]:
+                err.print(f"[yellow]warning:[/] {f['after_not_in_before']:,} pairs of {mined} are not in {before}: "
+                          "the two runs did not share candidates", highlight=False)
         table.add_row("repeated (query, positive, negative) rows", num(dup["repeated_rows"]))
         table.add_row("negative text = a positive's", num(dup["negative_equals_positive"]))
         table.add_row("negative text = the query", num(dup["negative_equals_query"]))

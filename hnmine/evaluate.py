@@ -200,6 +200,35 @@ def false_negatives(pairs: MinedPairs, relevant: set[tuple[str, str]], worst: in
     return result
 
 
+def catch_rates(before: MinedPairs, after: MinedPairs, relevant: set[tuple[str, str]]) -> dict[str, Any]:
+    """What a filter removed, judged by LABELS: BEFORE is the run without it, AFTER the run with it.
+
+    * **catch rate**: the share of BEFORE's labelled-relevant (query, negative) pairs that AFTER no longer has
+      (false negatives the filter caught);
+    * **false-alarm rate**: the share of BEFORE's other pairs that AFTER no longer has (true negatives it threw
+      away, which costs hardness and coverage).
+
+    Both files must list every candidate the filter saw (mine them with ``--num-negatives`` at least the rank
+    window's width), or "not written" would count selection as removal. Pairs in AFTER but not in BEFORE mean
+    the two runs did not share candidates; they are counted, not ignored.
+    """
+    def as_set(pairs: MinedPairs) -> set[tuple[str, str]]:
+        return {(pairs.query_ids[q], pairs.doc_ids[d])
+                for q, d in zip(pairs.pair_query.tolist(), pairs.pair_negative.tolist())}
+
+    b, a = as_set(before), as_set(after)
+    removed = b - a
+    hidden = {p for p in b if p in relevant}
+    caught = len(removed & hidden)
+    false_alarms = len(removed) - caught
+    return {
+        "candidates_before": len(b), "candidates_after": len(a & b), "removed": len(removed),
+        "relevant_before": len(hidden), "caught": caught, "catch_rate": _rate(caught, len(hidden)),
+        "false_alarms": false_alarms, "false_alarm_rate": _rate(false_alarms, len(b) - len(hidden)),
+        "after_not_in_before": len(a - b),
+    }
+
+
 def _first_per_query(pairs: MinedPairs, name: str) -> list[str | None] | None:
     if name not in pairs.table.column_names:
         return None
@@ -362,7 +391,8 @@ class Evaluation:
 
 
 def evaluate(mined: pa.Table, labels: pa.Table, num_negatives: int | None = None, mined_path: str | Path = "mined",
-             labels_path: str | Path = "labels", worst: int = WORST_QUERIES) -> Evaluation:
+             labels_path: str | Path = "labels", worst: int = WORST_QUERIES, before: pa.Table | None = None,
+             before_path: str | Path = "before") -> Evaluation:
     """Every figure of ``hnmine eval`` as one JSON-able dict (plus the raw values the plots need)."""
     if num_negatives is not None and num_negatives < 1:
         raise InputError(f"--num-negatives {num_negatives}: expected at least 1")
@@ -378,6 +408,9 @@ def evaluate(mined: pa.Table, labels: pa.Table, num_negatives: int | None = None
         "duplicates": duplicates(pairs),
         "lengths": lengths(pairs),
     }
+    if before is not None:
+        metrics["inputs"]["before"] = str(before_path)
+        metrics["filter"] = catch_rates(mined_pairs(before, before_path), pairs, relevant)
     return Evaluation(metrics, pairs, scales)
 
 
@@ -443,6 +476,15 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
             out += _md_table([title, "negatives", "false negatives", "rate"],
                              [[name, g["negatives"], g["false_negatives"], _pct(g["rate"])]
                               for name, g in fn[key].items()])
+    if "filter" in metrics:
+        f = metrics["filter"]
+        out += ["## Filter (against --before)", "",
+                "Of the candidates in the run without the filter: the labelled-relevant ones it removed (catch) and "
+                "the others it removed (false alarm).", ""]
+        out += _md_table(["", "removed", "of", "rate"],
+                         [["relevant (catch rate)", f["caught"], f["relevant_before"], _pct(f["catch_rate"])],
+                          ["other (false-alarm rate)", f["false_alarms"], f["candidates_before"] - f["relevant_before"],
+                           _pct(f["false_alarm_rate"])]])
     if fn["queries_without_labels"]:
         out += [f"{fn['queries_without_labels']:,} mined queries have no relevant document in LABELS, so a false "
                 "negative there cannot be detected.", ""]

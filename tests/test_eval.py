@@ -197,3 +197,51 @@ def test_cli_eval_bad_labels(sample_dir, mined_bm25, tmp_path):
     result = runner.invoke(app, ["eval", str(mined_bm25), "--qrels", str(sample_dir / "qrels.parquet"),
                                  "--report", str(tmp_path / "file")])
     assert result.exit_code == 2 and "not a directory" in result.output
+
+
+# ------------------------------------------------------------------------------------------------ filter (--before)
+
+
+def test_catch_and_false_alarm_rates_of_a_filter():
+    """BEFORE has five candidates: q1/n2 and q2/n5 are relevant. The filter removed q1/n2 (caught) and q1/n1
+    (a false alarm): catch 1/2, false alarm 1/3."""
+    before = mined_table()
+    after = before.filter(pa.compute.invert(pa.compute.is_in(before.column("negative_id"), pa.array(["n1", "n2"]))))
+    f = evaluate(after, LABELS, before=before).metrics["filter"]
+    assert (f["candidates_before"], f["removed"], f["relevant_before"], f["caught"], f["false_alarms"]) == \
+        (5, 2, 2, 1, 1)
+    assert f["catch_rate"] == approx(0.5) and f["false_alarm_rate"] == approx(1 / 3)
+    assert f["after_not_in_before"] == 0
+    # a file that is not a subset of BEFORE is counted, not silently judged
+    extra = [{**before.slice(0, 1).to_pylist()[0], "negative_id": "n9"}]
+    assert evaluate(mined_table(extra), LABELS, before=before).metrics["filter"]["after_not_in_before"] == 1
+
+
+def test_cli_eval_reports_the_catch_rate_of_a_filter_from_beir_labels(sample_dir, tmp_path):
+    """Mine the sample twice (all 30 candidates, then through the BM25-agreement filter); labels that mark
+    exactly the removed candidates relevant must give catch 100 % and no false alarm, from Parquet or BEIR."""
+    window = ["--retriever", "bm25", "--range-min", "0", "--range-max", "30", "--num-negatives", "30"]
+    before, after = tmp_path / "before.parquet", tmp_path / "after.parquet"
+    mine(sample_dir, before, *window)
+    mine(sample_dir, after, *window, "--lexical-top", "3")
+    b, a = (pq.read_table(p) for p in (before, after))
+    kept = set(zip(a.column("query_id").to_pylist(), a.column("negative_id").to_pylist()))
+    removed = sorted(set(zip(b.column("query_id").to_pylist(), b.column("negative_id").to_pylist())) - kept)
+    assert removed
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"query_id": [q for q, _ in removed], "doc_id": [d for _, d in removed]}), labels)
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" +
+                                            "".join(f"{q}\t{d}\t1\n" for q, d in removed))
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (beir / name).write_text("")
+    for source in (["--qrels", str(labels)], ["--beir", str(beir), "--split", "dev"]):
+        result = runner.invoke(app, ["eval", str(after), *source, "--before", str(before),
+                                     "--json", str(tmp_path / "m.json")])
+        assert result.exit_code == 0, result.output
+        f = json.loads((tmp_path / "m.json").read_text())["filter"]
+        assert f["catch_rate"] == 1.0 and f["false_alarm_rate"] == 0.0 and f["caught"] == len(removed)
+        assert "filter catch rate" in result.output
+    result = runner.invoke(app, ["eval", str(after), "--qrels", str(labels), "--before", str(tmp_path / "no.parquet")])
+    assert result.exit_code == 2 and "not found" in result.output
