@@ -142,6 +142,14 @@ def synthetic_queries(claims: list[str], n_queries: int, n_docs: int, seed: int)
     rng = np.random.default_rng([seed, n_docs, 2])
     replace = n_queries > len(claims)
     texts = [claims[i] for i in rng.choice(len(claims), size=n_queries, replace=replace).tolist()]
+    if replace:
+        # More queries than claims: each query is a claim plus three words of another claim, so that the texts
+        # stay distinct (no tool can answer a repeated query from a cache) and BM25 scores different term sets.
+        words = [c.split() for c in claims]
+        donors = rng.integers(0, len(claims), size=n_queries).tolist()
+        picks = rng.random((n_queries, 3))
+        texts = [f"{t} {' '.join(words[j][int(r * len(words[j]))] for r in pick)}"
+                 for t, j, pick in zip(texts, donors, picks.tolist())]
     counts = np.ones(n_queries, dtype=np.int64)
     multi = rng.random(n_queries) < 0.10
     counts[multi] = rng.integers(2, 4, size=int(multi.sum()))
@@ -201,8 +209,9 @@ def _say(msg: str) -> None:
 
 
 def child(args: argparse.Namespace) -> int:
-    result: dict = {"size": args.size, "pipeline": args.pipeline, "status": "error", "seconds": {},
-                    "rss_peak_after_mib": {}, "detail": {}}
+    args.queries = int(args.queries)
+    result: dict = {"size": args.size, "queries": args.queries, "pipeline": args.pipeline, "status": "error",
+                    "seconds": {}, "rss_peak_after_mib": {}, "detail": {}}
     phase = "start"
 
     def save(final: bool = False) -> None:
@@ -247,11 +256,18 @@ def child(args: argparse.Namespace) -> int:
         detail["corpus_chars"] = sum(map(len, data.doc_texts))
         save()
 
+        if args.pipeline == "st":
+            phase = "st"
+            _say(phase)
+            st_child(args, data, pairs, result, save)
+            phase = "done"
+            save()
+            return 0 if result["status"] == "ok" else 1
         if args.pipeline == "bm25":
             retriever = BM25Retriever(top_k=args.top_k)
         else:
             retriever = DenseRetriever(corpus_embeddings=str(args.emb_dir / f"corpus_{args.size}.npy"),
-                                       query_embeddings=str(args.emb_dir / f"queries_{args.size}.npy"),
+                                       query_embeddings=str(args.emb_dir / f"queries_{args.size}_{args.queries}.npy"),
                                        top_k=args.top_k, index="flat")
         pipeline = Pipeline([retriever, PositiveExcluder(), RankWindow(10, 50), NegativeSelector(5)],
                             chunk_size=args.chunk_size)
@@ -302,12 +318,78 @@ def child(args: argparse.Namespace) -> int:
         result["rows_written"] = writer.rows_written
         result["output_bytes"] = out.stat().st_size
         seconds["total"] = sum(seconds[k] for k in ("data", "prepare", "mine", "write"))
+        result["queries_per_s"] = {"mine+write": round(args.queries / (seconds["mine"] + seconds["write"]), 1),
+                                   "end_to_end": round(args.queries / seconds["total"], 1)}
         result["status"] = "ok"
     except BaseException as exc:  # any failure is a result to report, MemoryError included
         result["error"] = f"{type(exc).__name__} in {phase}: {exc}"
         result["traceback"] = traceback.format_exc()[-3000:]
     save()
     return 0 if result["status"] == "ok" else 1
+
+
+def st_child(args: argparse.Namespace, data, pairs: list, result: dict, save) -> None:
+    """sentence-transformers' ``mine_hard_negatives`` on the same queries, corpus and embeddings.
+
+    Same settings as hnmine's pipeline: ranks (10, 50] (``range_min=10, range_max=50``), 5 negatives, top
+    sampling, triplets; its defaults otherwise (exact torch search, ``faiss_batch_size=16384``). The precomputed
+    embeddings reach it through its own ``cache_folder`` (files named by its hash of model name, prompt and
+    texts), so it encodes nothing, like hnmine here. It keeps every query's positive(s) as rows of a
+    ``datasets.Dataset`` of (anchor, positive) pairs, its input format.
+    """
+    import hashlib
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from hnmine.encoder import bundled_model_path
+
+    seconds, peaks = result["seconds"], result["rss_peak_after_mib"]
+    start = time.perf_counter()
+    model = SentenceTransformer(bundled_model_path(), device="cpu")
+    q_idx = np.array([q for q, _ in pairs], dtype=np.int64)
+    d_idx = np.array([d for _, d in pairs], dtype=np.int64)
+    anchors = [data.query_texts[i] for i in q_idx.tolist()]
+    positives = [data.doc_texts[i] for i in d_idx.tolist()]
+    dataset = Dataset.from_dict({"anchor": anchors, "positive": positives})
+    corpus = list(data.doc_texts)
+    # ST deduplicates queries (dict.fromkeys) and appends the positives to the corpus before hashing: mirror it.
+    queries = list(dict.fromkeys(anchors))
+    full_corpus = list(dict.fromkeys(corpus + positives))
+    cache = args.emb_dir / "st_cache"
+    cache.mkdir(exist_ok=True)
+    name = model.model_card_data.base_model or ""
+    q_hash = hashlib.sha256(repr((name, None, None, queries)).encode(), usedforsecurity=False).hexdigest()
+    c_hash = hashlib.sha256(repr((name, None, None, full_corpus)).encode(), usedforsecurity=False).hexdigest()
+    q_emb = np.load(args.emb_dir / f"queries_{args.size}_{args.queries}.npy", mmap_mode="r")
+    first = {}
+    for i, q in zip(q_idx.tolist(), anchors):
+        first.setdefault(q, i)
+    np.save(cache / f"query_embeddings_{q_hash}.npy", np.asarray(q_emb[[first[q] for q in queries]]))
+    c_emb = np.load(args.emb_dir / f"corpus_{args.size}.npy", mmap_mode="r")
+    pos_of = {t: i for i, t in enumerate(corpus)}
+    rows = np.fromiter((pos_of[t] for t in full_corpus), dtype=np.int64, count=len(full_corpus))
+    np.save(cache / f"corpus_embeddings_{c_hash}.npy", np.asarray(c_emb[rows]))
+    del c_emb, q_emb, rows, pos_of
+    seconds["prepare"] = time.perf_counter() - start  # model load + cache files: not ST's own work
+    peaks["prepare"] = round(rss_peak_mib(), 1)
+    result["detail"]["st_cache_written"] = True
+    save()
+    start = time.perf_counter()
+    mined = mine_hard_negatives(dataset, model, corpus=corpus, range_min=10, range_max=50, num_negatives=5,
+                                sampling_strategy="top", output_format="triplet", cache_folder=str(cache),
+                                verbose=False)
+    seconds["mine"] = time.perf_counter() - start
+    seconds["write"] = 0.0
+    hits = sum(1 for p in cache.glob("*.npy"))
+    result["detail"]["st_cache_files"] = hits
+    result["rows_written"] = len(mined)
+    peaks["mine+write"] = round(rss_peak_mib(), 1)
+    seconds["total"] = seconds["data"] + seconds["mine"]
+    result["queries_per_s"] = {"mine+write": round(args.queries / seconds["mine"], 1),
+                               "end_to_end": round(args.queries / seconds["total"], 1)}
+    result["status"] = "ok"
 
 
 # -------------------------------------------------------------------------------------------------- parent
@@ -359,24 +441,27 @@ def fmt_s(value: float | None) -> str:
 
 
 def print_table(runs: list[dict]) -> None:
-    cols = ["size", "pipeline", "data", "prep:A", "prep:B", "retrieve", "exclude", "window", "select",
-            "mine", "write", "total", "peak RSS MiB", "status"]
-    widths = [9, 8, 6, 7, 7, 8, 7, 6, 6, 6, 6, 7, 12, 6]
+    cols = ["size", "queries", "pipeline", "data", "prep:A", "prep:B", "retrieve", "exclude", "window", "select",
+            "mine", "write", "total", "q/s", "peak RSS MiB", "status"]
+    widths = [9, 8, 8, 6, 7, 7, 8, 7, 6, 6, 6, 6, 7, 7, 12, 6]
     print("  ".join(f"{c:>{w}}" for c, w in zip(cols, widths)))
     for r in runs:
         s, d, st = r.get("seconds", {}), r.get("detail", {}), r.get("stage_seconds", {})
         a, b = ("tokenize", "bm25_index") if r["pipeline"] == "bm25" else ("load_embeddings", "faiss_index")
         ok = r["status"] == "ok"
         peak = r["peak_rss_mib"] if ok else r.get("guard_max_rss_mib", r.get("peak_rss_mib", 0))
-        cells = [f"{r['size']:,}", r["pipeline"], fmt_s(s.get("data")), fmt_s(d.get(a)), fmt_s(d.get(b)),
+        qps = r.get("queries_per_s", {}).get("mine+write")
+        cells = [f"{r['size']:,}", f"{r.get('queries', 0):,}", r["pipeline"], fmt_s(s.get("data")),
+                 fmt_s(d.get(a)), fmt_s(d.get(b)),
                  fmt_s(st.get(r["pipeline"])), fmt_s(st.get("exclude_positives")), fmt_s(st.get("rank_window")),
                  fmt_s(st.get("select")), fmt_s(s.get("mine")), fmt_s(s.get("write")), fmt_s(s.get("total")),
-                 f"{'' if ok else '>='}{peak:,.0f}", "ok" if ok else "FAIL"]
+                 "-" if qps is None else f"{qps:,.0f}", f"{'' if ok else '>='}{peak:,.0f}", "ok" if ok else "FAIL"]
         print("  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     print("seconds; prep:A = tokenize corpus+queries (bm25) | load .npy embeddings (dense); prep:B = BM25 sparse "
           "index | FAISS IndexFlatIP; retrieve..select = per-stage seconds from the pipeline report, summed over "
           "chunks; mine = run_chunk wall time; write = triplet Parquet via MinedWriter+atomic_path; total = data + "
-          "prepare + mine + write; a failed run's RSS is what the guard saw when it stopped it")
+          "prepare + mine + write; q/s = queries / (mine + write); a failed run's RSS is what the guard saw when it "
+          "stopped it; pipeline st = sentence-transformers' mine_hard_negatives (its time is all under mine)")
     for r in runs:
         if r["status"] == "ok" and r.get("detail", {}).get("doc_keys") is not None:
             print(f"  {r['size']:>9,} {r['pipeline']:<5}: exclude_positives includes {r['detail']['doc_keys']:.1f} s "
@@ -404,6 +489,9 @@ def _seconds_label(x: float) -> str:
 
 
 def plot(runs: list[dict], path: Path, title: str) -> None:
+    """Time and peak RSS against the corpus size, or against the query count when only that varies."""
+    by_queries = len({r["size"] for r in runs}) == 1 and len({r.get("queries") for r in runs}) > 1
+    xkey = "queries" if by_queries else "size"
     import matplotlib
 
     matplotlib.use("Agg")
@@ -411,22 +499,25 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5.8))
-    colors = {"bm25": "tab:blue", "dense": "tab:orange"}
-    labels = {"bm25": "BM25 (sparse index)", "dense": "dense (FAISS flat, precomputed embeddings)"}
+    colors = {"bm25": "tab:blue", "dense": "tab:orange", "st": "tab:green"}
+    labels = {"bm25": "BM25 (sparse index)", "dense": "dense (FAISS flat, precomputed embeddings)",
+              "st": "sentence-transformers mine_hard_negatives (same embeddings)"}
     gib = [(r.get("peak_rss_mib") if r["status"] == "ok" else r.get("guard_max_rss_mib") or 0) / 1024
            for r in runs]
-    for name in PIPELINES:
-        mine = sorted((r for r in runs if r["pipeline"] == name), key=lambda r: r["size"])
+    for name in (*PIPELINES, "st"):
+        mine = sorted((r for r in runs if r["pipeline"] == name), key=lambda r: r[xkey])
         ok = [r for r in mine if r["status"] == "ok"]
         if ok:
-            xs = [r["size"] for r in ok]
+            xs = [r[xkey] for r in ok]
             ts = [r["seconds"]["total"] for r in ok]
             ms = [r["peak_rss_mib"] / 1024 for r in ok]
             ax_t.plot(xs, ts, "o-", color=colors[name], label=labels[name])
             ax_m.plot(xs, ms, "o-", color=colors[name], label=labels[name])
             dy = 8 if name == "bm25" else -14
-            for x, t, m in zip(xs, ts, ms):
-                ax_t.annotate(_seconds_label(t), (x, t), textcoords="offset points", xytext=(6, dy), fontsize=8,
+            for x, t, m, r in zip(xs, ts, ms, ok):
+                qps = r.get("queries_per_s", {}).get("mine+write")
+                tlabel = _seconds_label(t) + (f", {qps:,.0f} q/s" if by_queries and qps else "")
+                ax_t.annotate(tlabel, (x, t), textcoords="offset points", xytext=(6, dy), fontsize=8,
                               color=colors[name])
                 ax_m.annotate(f"{m:.2f} GiB", (x, m), textcoords="offset points", xytext=(6, dy), fontsize=8,
                               color=colors[name])
@@ -434,17 +525,17 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
             if r["status"] == "ok":
                 continue
             rss = (r.get("guard_max_rss_mib") or r.get("peak_rss_mib") or 0) / 1024
-            ax_m.plot([r["size"]], [rss], "X", ms=12, color=colors[name], ls="none",
+            ax_m.plot([r[xkey]], [rss], "X", ms=12, color=colors[name], ls="none",
                       label=f"{name} at {_size_label(r['size'])}: stopped by the memory guard at {rss:.1f} GiB")
             ax_m.annotate(f"stopped at {rss:.1f} GiB by the guard\n({r.get('phase')}),\nneeded more; did not finish",
-                          (r["size"], rss),
+                          (r[xkey], rss),
                           textcoords="offset points", xytext=(-12, 8), ha="right", fontsize=8, color=colors[name])
-            ax_t.axvline(r["size"], color=colors[name], ls=":", lw=1)
-            ax_t.annotate(f"{name} {_size_label(r['size'])}: did not finish", (r["size"], 0.5),
+            ax_t.axvline(r[xkey], color=colors[name], ls=":", lw=1)
+            ax_t.annotate(f"{name} {_size_label(r[xkey])}: did not finish", (r[xkey], 0.5),
                           xycoords=("data", "axes fraction"), rotation=90, ha="right", va="center", fontsize=8,
                           color=colors[name])
     ax_m.axhline(TARGET_MIB / 1024, color="red", ls="--", lw=1.2, label="8 GiB target")
-    sizes = sorted({r["size"] for r in runs})
+    sizes = sorted({r[xkey] for r in runs})
     for ax in (ax_t, ax_m):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -452,7 +543,7 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
         ax.set_xticklabels([_size_label(n) for n in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)
-        ax.set_xlabel("corpus size (passages)")
+        ax.set_xlabel("queries mined" if by_queries else "corpus size (passages)")
         ax.grid(True, which="both", alpha=0.3)
         ax.yaxis.set_minor_formatter(NullFormatter())
     ax_t.yaxis.set_major_formatter(FuncFormatter(lambda y, _: _seconds_label(y)))
@@ -479,7 +570,6 @@ def verdict(runs: list[dict]) -> tuple[str, list[str]]:
     for name in PIPELINES:
         r = next((r for r in at_target if r["pipeline"] == name), None)
         if r is None:
-            passed = False
             lines.append(f"{name}: not run")
         elif r["status"] != "ok":
             passed = False
@@ -495,8 +585,9 @@ def verdict(runs: list[dict]) -> tuple[str, list[str]]:
 
 def parent(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    query_counts = [int(q) for q in str(args.queries).split(",") if q.strip()]
     pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
-    if bad := [p for p in pipelines if p not in PIPELINES]:
+    if bad := [p for p in pipelines if p not in (*PIPELINES, "st")]:
         raise SystemExit(f"--pipelines: unknown {bad}; expected some of {', '.join(PIPELINES)}")
     available = mem_available_mib()
     mem_limit = args.mem_limit_gib * 1024 if args.mem_limit_gib else available - 2048
@@ -505,7 +596,7 @@ def parent(args: argparse.Namespace) -> int:
            "mem_total_mib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / _MIB),
            "mem_available_at_start_mib": round(available), "mem_limit_mib": round(mem_limit),
            "load_avg_at_start": load_avg(), "tmp": str(work)}
-    print(f"hnmine scale benchmark: sizes {sizes}, pipelines {pipelines}, {args.queries:,} queries, "
+    print(f"hnmine scale benchmark: sizes {sizes}, pipelines {pipelines}, queries {query_counts}, "
           f"top_k={args.top_k}, chunk_size={args.chunk_size}")
     print("Embeddings are precomputed seeded random unit vectors (dim "
           f"{args.dim}, float32, .npy): no encoder runs, so dense timings exclude encoding.")
@@ -513,26 +604,28 @@ def parent(args: argparse.Namespace) -> int:
           f"load average {env['load_avg_at_start']}; child memory guard at {mem_limit:,.0f} MiB RSS; temp {work}")
     runs: list[dict] = []
     try:
-        for size in sizes:
-            if "dense" in pipelines:
+        for size, n_queries in ((s, q) for s in sizes for q in query_counts):
+            if "dense" in pipelines or "st" in pipelines:
                 # In a process of its own: a child's ru_maxrss starts from its parent's peak at spawn time
                 # (Linux carries it across fork and exec), so the parent must never hold the embeddings.
                 start = time.perf_counter()
                 subprocess.run([sys.executable, str(Path(__file__).resolve()), "--write-embeddings", "--size",
-                                str(size), "--queries", str(args.queries), "--dim", str(args.dim), "--seed",
+                                str(size), "--queries", str(n_queries), "--dim", str(args.dim), "--seed",
                                 str(args.seed), "--emb-dir", str(work)], check=True)
                 print(f"[{size:,}] wrote random embeddings in {time.perf_counter() - start:.1f} s (not timed below)")
             for name in pipelines:
-                result_path = work / f"result_{size}_{name}.json"
+                result_path = work / f"result_{size}_{n_queries}_{name}.json"
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--size", str(size), "--pipeline",
                        name, "--result", str(result_path), "--emb-dir", str(work), "--scifact", str(args.scifact),
-                       "--queries", str(args.queries), "--top-k", str(args.top_k), "--chunk-size",
+                       "--queries", str(n_queries), "--top-k", str(args.top_k), "--chunk-size",
                        str(args.chunk_size), "--seed", str(args.seed)]
                 before = load_avg()
-                print(f"[{size:,} {name}] started {time.strftime('%H:%M:%S')}, load average {before}", flush=True)
+                print(f"[{size:,} x {n_queries:,} {name}] started {time.strftime('%H:%M:%S')}, "
+                      f"load average {before}", flush=True)
                 guard = run_child(cmd, mem_limit, args.child_timeout)
                 run = json.loads(result_path.read_text()) if result_path.exists() else {
-                    "size": size, "pipeline": name, "status": "killed", "seconds": {}, "detail": {}}
+                    "size": size, "queries": n_queries, "pipeline": name, "status": "killed", "seconds": {},
+                    "detail": {}}
                 if run["status"] != "ok":  # the child's last saved figure is stale; the guard's is not
                     run["peak_rss_at_last_save_mib"] = run.pop("peak_rss_mib", None)
                 run.update(guard_max_rss_mib=guard["guard_max_rss_mib"], child_wall_s=guard["wall_s"],
@@ -545,17 +638,20 @@ def parent(args: argparse.Namespace) -> int:
                 runs.append(run)
                 tail = (f"total {run['seconds']['total']:.1f} s, peak RSS {run['peak_rss_mib']:,.0f} MiB"
                         if run["status"] == "ok" else run.get("error"))
-                print(f"[{size:,} {name}] {run['status']}: {tail}; load average after {run['load_avg_after']}",
+                print(f"[{size:,} x {n_queries:,} {name}] {run['status']}: {tail}; "
+                      f"load average after {run['load_avg_after']}",
                       flush=True)
                 result_path.unlink(missing_ok=True)
                 (work / f"triplets_{size}_{name}.parquet").unlink(missing_ok=True)
-            for f in work.glob(f"*_{size}.npy"):
+                for f in (work / "st_cache").glob("*.npy"):
+                    f.unlink()
+            for f in [*work.glob(f"corpus_{size}.npy"), *work.glob(f"queries_{size}_*.npy")]:
                 f.unlink()
     finally:
         env["load_avg_at_end"] = load_avg()
-        for f in work.glob("*"):
-            f.unlink()
-        work.rmdir()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
 
     print()
     print_table(runs)
@@ -566,7 +662,8 @@ def parent(args: argparse.Namespace) -> int:
         print(f"  {line}")
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    title = (f"hnmine scaling: {args.queries:,} queries, top_k={args.top_k}, rank window (10, 50], 5 negatives, "
+    qlabel = ", ".join(f"{q:,}" for q in query_counts)
+    title = (f"hnmine scaling: {qlabel} queries, top_k={args.top_k}, rank window (10, 50], 5 negatives, "
              f"triplet Parquet\nrandom precomputed embeddings (no encoder); {env['cpus']} CPUs, load average "
              f"{env['load_avg_at_start'][0]} at start, {env['load_avg_at_end'][0]} at end (shared machine)")
     payload = {"what": __doc__.split("\n\n")[0], "settings": {k: str(v) if isinstance(v, Path) else v
@@ -574,9 +671,9 @@ def parent(args: argparse.Namespace) -> int:
                "environment": env, "target": {"size": TARGET_SIZE, "peak_rss_mib": TARGET_MIB, "result": overall,
                                               "lines": lines},
                "runs": runs}
-    (args.out_dir / "scale.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    plot(runs, args.out_dir / "scale.png", title)
-    print(f"wrote {args.out_dir / 'scale.json'} and {args.out_dir / 'scale.png'}")
+    (args.out_dir / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    plot(runs, args.out_dir / f"{args.name}.png", title)
+    print(f"wrote {args.out_dir / (args.name + '.json')} and {args.out_dir / (args.name + '.png')}")
     return 0 if overall != "FAIL" else 1
 
 
@@ -584,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated corpus sizes")
     parser.add_argument("--pipelines", default="bm25,dense", help="comma-separated: bm25, dense")
-    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--queries", default="1000",
+                        help="comma-separated query counts (the query axis), each run at every corpus size")
     parser.add_argument("--top-k", type=int, default=61)
     parser.add_argument("--chunk-size", type=int, default=256, help="Pipeline chunk size (hnmine's default)")
     parser.add_argument("--dim", type=int, default=384, help="embedding dimension")
@@ -594,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="kill a child past this RSS (default: available memory at start minus 2 GiB)")
     parser.add_argument("--child-timeout", type=float, default=3600, help="seconds before a child is stopped")
     parser.add_argument("--tmp-dir", default=None, help="where embeddings and outputs are written (deleted after)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where scale.json and scale.png go")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where NAME.json and NAME.png go")
+    parser.add_argument("--name", default="scale", help="result file stem (scale_queries for the query axis)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pipeline", help=argparse.SUPPRESS)
@@ -603,8 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-embeddings", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.write_embeddings:
-        write_unit_embeddings(args.emb_dir / f"corpus_{args.size}.npy", args.size, args.dim, args.seed * 1000 + 1)
-        write_unit_embeddings(args.emb_dir / f"queries_{args.size}.npy", args.queries, args.dim, args.seed * 1000 + 2)
+        corpus_file = args.emb_dir / f"corpus_{args.size}.npy"
+        if not corpus_file.exists():
+            write_unit_embeddings(corpus_file, args.size, args.dim, args.seed * 1000 + 1)
+        write_unit_embeddings(args.emb_dir / f"queries_{args.size}_{args.queries}.npy", int(args.queries), args.dim,
+                              args.seed * 1000 + 2)
         return 0
     return child(args) if args.child else parent(args)
 

@@ -22,6 +22,23 @@ from hnmine.errors import InputError
 from hnmine.retrieval import topk_to_table
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
+SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-gpu")
+
+
+def cuda_device(device: str | None) -> str | None:
+    """The CUDA device the embeddings are made on (``None`` on CPU): where exact search should run too."""
+    if device is None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else None
+    return device if device.startswith("cuda") else None
+
+
+def faiss_gpus() -> int:
+    """GPUs a faiss-gpu build sees (0 for faiss-cpu, which has no ``get_num_gpus``)."""
+    import faiss
+
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
 def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
@@ -82,6 +99,11 @@ class DenseRetriever(EncoderSettings):
     query_embeddings: str | None = None
     save_index: str | None = None
     load_index: str | None = None
+    # Exact flat search: "auto" runs it where the vectors live (faiss-gpu if installed, else torch blocked
+    # products, on a CUDA device; the FAISS flat index on CPU). IVF/HNSW and saved/loaded indexes are FAISS's.
+    exact_search: str = "auto"
+    search_dtype: str = "auto"
+    _torch_search: Any = field(default=None, init=False, repr=False)
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -108,6 +130,21 @@ class DenseRetriever(EncoderSettings):
     def __post_init__(self) -> None:
         if self.index not in INDEX_KINDS:
             raise InputError(f"--index {self.index!r}: expected one of {', '.join(INDEX_KINDS)}")
+        if self.exact_search not in SEARCH_BACKENDS:
+            raise InputError(f"exact_search {self.exact_search!r}: expected one of {', '.join(SEARCH_BACKENDS)}")
+        if self.exact_search in ("torch", "faiss-gpu") and (self.index != "flat" or self.load_index or self.save_index):
+            raise InputError(f"exact_search {self.exact_search!r} is exact flat search: it takes no "
+                             f"--index {self.index}, --load-index or --save-index")
+
+    def search_backend(self) -> str:
+        """Which code answers ``search``: the FAISS index on CPU, or exact search on the CUDA device."""
+        if self.exact_search != "auto":
+            return self.exact_search
+        if self.index != "flat" or self.load_index or self.save_index:
+            return "faiss"
+        if cuda_device(primary_device(self.device)) is None:
+            return "faiss"
+        return "faiss-gpu" if faiss_gpus() else "torch"
 
     def prepare(self, data: MiningData) -> None:
         if self._data is data:
@@ -129,11 +166,32 @@ class DenseRetriever(EncoderSettings):
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"query embeddings have dimension {self._query_emb.shape[1]}, corpus embeddings "
                              f"{self._doc_emb.shape[1]}")
-        self._index = self._build_index(self._doc_emb)
-        stored = stored_vectors(self._index)
-        if stored is not None:
-            self._doc_emb = stored  # one copy of the corpus vectors, not two (1.5 GB at 1M x 384)
+        backend = self.search_backend()
+        if backend == "torch":
+            from hnmine.torch_search import TorchExactSearch
+
+            device = cuda_device(primary_device(self.device)) or "cpu"
+            self._torch_search = TorchExactSearch(self._doc_emb, device=device, dtype=self.search_dtype)
+            self._notes["exact search"] = (f"torch on {device}, {self._torch_search._torch_dtype} products, "
+                                           "float32 re-scoring")
+        else:
+            self._index = self._build_index(self._doc_emb)
+            if backend == "faiss-gpu":
+                self._index = self._to_faiss_gpu(self._index)
+                self._notes["exact search"] = "faiss-gpu flat index"
+            stored = stored_vectors(self._index)
+            if stored is not None:
+                self._doc_emb = stored  # one copy of the corpus vectors, not two (1.5 GB at 1M x 384)
         self._data = data
+
+    def _to_faiss_gpu(self, index: Any) -> Any:
+        """The flat index copied to the GPU the encoder used (float32, so still exact)."""
+        import faiss
+
+        device = cuda_device(primary_device(self.device)) or "cuda"
+        gpu = int(device.split(":", 1)[1]) if ":" in device else 0
+        self._faiss_gpu_resources = faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(self._faiss_gpu_resources, gpu, index)
 
     def _build_index(self, emb: np.ndarray) -> Any:
         """Exact by default; IVF / HNSW trade a little recall for speed on corpora of millions."""
@@ -178,6 +236,9 @@ class DenseRetriever(EncoderSettings):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._searcher is not None:
             return self._searcher(np.asarray(queries), k)
+        if self._torch_search is not None:
+            assert self._query_emb is not None, "prepare() first"
+            return self._torch_search.search(self._query_emb[queries], k)
         assert self._index is not None and self._query_emb is not None, "prepare() first"
         import faiss
 
