@@ -6,6 +6,7 @@ Lexical neighbours are the classic hard negatives (DPR): they share the query's 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,14 @@ from hnmine.errors import InputError
 from hnmine.output import atomic_path
 from hnmine.retrieval import topk_to_table
 from hnmine.tokenize import tokenize, tokenize_many
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -47,6 +56,8 @@ class BM25Retriever:
         if self.backend not in BACKENDS:
             raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
         self._index = self._cached_index(data)
+        if isinstance(self._index, SparseBM25Index):
+            self._index.threads = usable_cpus()  # queries are scored on every core the process may use
         self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)
         self._data = data
 
@@ -54,7 +65,8 @@ class BM25Retriever:
         """The sparse index is kept on disk keyed by corpus texts and parameters, like embeddings are."""
         def build() -> BM25Index:
             corpus_tokens = TokenStream(data.doc_texts, partial(tokenize, stopwords=self.stopwords))
-            return build_bm25_index(corpus_tokens, k1=self.k1, b=self.b, epsilon=self.epsilon, backend=self.backend)
+            return build_bm25_index(corpus_tokens, k1=self.k1, b=self.b, epsilon=self.epsilon, backend=self.backend,
+                                    processes=usable_cpus())
 
         if self.backend != "sparse" or not self.use_cache:
             return build()

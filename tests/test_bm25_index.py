@@ -229,3 +229,44 @@ def test_bm25_index_is_cached_on_disk_and_reloaded_identically(tmp_path, monkeyp
     assert first.candidates.equals(second.candidates) and first.positives.equals(second.positives)
     with pytest.raises(AssertionError, match="cached index"):  # other parameters: another entry
         BM25Retriever(top_k=10, k1=1.2, cache_dir=str(tmp_path)).apply(batch)
+
+
+def test_top_k_row_threshold_path_equals_a_stable_full_sort() -> None:
+    """Rows long enough for the sampled threshold, with many ties: same answer as a stable full sort."""
+    from hnmine.bm25_index import _top_k_row
+
+    rng = np.random.default_rng(0)
+    for n, k, levels in [(5000, 10, 50), (20000, 100, 7), (3000, 5, 3000), (4000, 37, 2), (800, 1, 1)]:
+        row = rng.integers(0, levels, size=n).astype(np.float64)
+        expected = np.argsort(-row, kind="stable")[:k]
+        np.testing.assert_array_equal(_top_k_row(row, k), expected)
+
+
+def test_parallel_tokenizing_builds_the_identical_index(monkeypatch) -> None:
+    import hnmine.bm25_index as bm25_index
+    from hnmine.bm25_index import SparseBM25Index, TokenStream
+    from hnmine.tokenize import tokenize
+
+    monkeypatch.setattr(bm25_index, "_PARALLEL_CHUNK", 40)  # many chunks, new words in each
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(400)]
+    texts = [" ".join(rng.choice(words[: 20 + i], size=int(rng.integers(0, 30)))) for i in range(380)]
+    sequential = SparseBM25Index(TokenStream(texts, tokenize))
+    parallel = SparseBM25Index(TokenStream(texts, tokenize), processes=2)
+    assert list(parallel._vocab.items()) == list(sequential._vocab.items())
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(parallel._weights, name), getattr(sequential._weights, name))
+
+
+def test_threads_answer_like_one_thread() -> None:
+    from hnmine.bm25_index import SparseBM25Index
+
+    rng = np.random.default_rng(2)
+    docs = [list(rng.choice(list("abcdefghij"), size=int(rng.integers(1, 12)))) for _ in range(300)]
+    queries = [list(rng.choice(list("abcdefghijk"), size=3)) for _ in range(100)]
+    index = SparseBM25Index(docs)
+    one = index.top_k(queries, 20)
+    index.threads = 2
+    two = index.top_k(queries, 20)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
