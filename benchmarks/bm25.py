@@ -8,12 +8,21 @@ only a subsample of the queries and its time is extrapolated to 1,000 queries; t
 backends are compared on that subsample.
 
     python benchmarks/bm25.py --docs 100000 --queries 1000 --k 100
+
+``--vs-bm25s`` measures something else, side by side in alternated child processes: hnmine's whole BM25 mining
+job through its CLI (read Parquet, tokenize, index, retrieve, exclude positives, rank window, select, write
+triplets; no cache) against bm25s's bare ``tokenize`` + ``index`` + ``retrieve`` on the same texts (read from the
+same Parquet files), both free to use every core (bm25s ``n_threads`` = cores), same ``k``, the same stopword
+setting for both. Wall time and peak RSS per run, medians over ``--repeats``:
+
+    python benchmarks/bm25.py --vs-bm25s --docs 200000 --queries 20000 --k 100 --repeats 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import sys
@@ -58,6 +67,125 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def write_inputs(out: Path, n_docs: int, n_queries: int, seed: int) -> None:
+    """Corpus, queries and qrels as Parquet, from the scale benchmark's generator (distinct query texts)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from scale import read_jsonl as read
+    from scale import synthetic_passages, synthetic_queries
+
+    docs = synthetic_passages(read(DEFAULT_DIR / "corpus.jsonl"), n_docs, seed)
+    claims = [q["text"] for q in read(DEFAULT_DIR / "queries.jsonl")]
+    queries, pairs = synthetic_queries(claims, n_queries, n_docs, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(n_docs)], "text": docs}), out / "corpus.parquet")
+    pq.write_table(pa.table({"query_id": [f"q{i}" for i in range(n_queries)], "query": queries}),
+                   out / "queries.parquet")
+    pq.write_table(pa.table({"query_id": [f"q{q}" for q, _ in pairs], "doc_id": [f"d{d}" for _, d in pairs],
+                             "score": [1] * len(pairs)}), out / "qrels.parquet")
+
+
+def _bm25s_child(data: Path, k: int, stopwords: bool) -> dict:
+    """bm25s's bare tokenize + index + retrieve (no exclusion, no window, nothing written)."""
+    import os
+
+    import bm25s
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    corpus = pq.read_table(data / "corpus.parquet", columns=["text"]).column("text").to_pylist()
+    queries = pq.read_table(data / "queries.parquet", columns=["query"]).column("query").to_pylist()
+    read = time.perf_counter() - start
+    stop = "english" if stopwords else None
+    t0 = time.perf_counter()
+    corpus_tokens = bm25s.tokenize(corpus, stopwords=stop, show_progress=False)
+    retriever = bm25s.BM25()
+    retriever.index(corpus_tokens, show_progress=False)
+    index = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    query_tokens = bm25s.tokenize(queries, stopwords=stop, show_progress=False)
+    docs, _ = retriever.retrieve(query_tokens, k=k, n_threads=len(os.sched_getaffinity(0)), show_progress=False)
+    retrieve = time.perf_counter() - t0
+    return {"read_s": read, "index_s": index, "retrieve_s": retrieve, "shape": list(docs.shape)}
+
+
+def _hnmine_child(data: Path, k: int, stopwords: bool, out: Path) -> dict:
+    """hnmine's CLI, exactly as a user runs it, in this process."""
+    import runpy
+
+    sys.argv = ["hnmine", "mine", "--queries", str(data / "queries.parquet"), "--corpus", str(data / "corpus.parquet"),
+                "--qrels", str(data / "qrels.parquet"), "--output", str(out), "--overwrite", "--retriever", "bm25",
+                "--top-k", str(k), "--no-cache", "--quiet", *(["--stopwords"] if stopwords else [])]
+    try:
+        runpy.run_module("hnmine", run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    return {"output_bytes": out.stat().st_size}
+
+
+def child_main(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.child == "bm25s":
+        result = _bm25s_child(args.data, args.k, args.stopwords)
+    else:
+        result = _hnmine_child(args.data, args.k, args.stopwords, args.data / "hnmine_out.parquet")
+    result["wall_s"] = time.perf_counter() - start
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["peak_rss_children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def vs_bm25s(args: argparse.Namespace) -> int:
+    import statistics
+    import subprocess
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="hnmine-bm25s-", dir=args.tmp_dir))
+    t0 = time.perf_counter()
+    write_inputs(data, args.docs, args.queries, args.seed)
+    print(f"inputs: {args.docs:,} passages, {args.queries:,} queries (distinct texts) in {data} "
+          f"({time.perf_counter() - t0:.0f} s, not timed); k={args.k}, stopwords "
+          f"{'removed (English list)' if args.stopwords else 'kept'} for both", flush=True)
+    runs: dict[str, list[dict]] = {"hnmine": [], "bm25s": []}
+    for rep in range(args.repeats):
+        for tool in (("hnmine", "bm25s") if rep % 2 == 0 else ("bm25s", "hnmine")):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, "--data", str(data), "--k",
+                   str(args.k), *(["--stopwords"] if args.stopwords else [])]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                print(proc.stdout[-2000:], proc.stderr[-4000:])
+                raise SystemExit(f"{tool} run failed")
+            result = json.loads(line[len("RESULT "):])
+            result["load_avg"] = os.getloadavg()[0]
+            runs[tool].append(result)
+            print(f"repeat {rep + 1} {tool:>6}: {result['wall_s']:.1f} s, peak RSS {result['peak_rss_mib']:,.0f} MiB "
+                  f"(+ workers {result['peak_rss_children_mib']:,.0f} MiB), load {result['load_avg']:.1f}", flush=True)
+    med = {tool: statistics.median(r["wall_s"] for r in rs) for tool, rs in runs.items()}
+    rss = {tool: statistics.median(r["peak_rss_mib"] for r in rs) for tool, rs in runs.items()}
+    print()
+    print(f"hnmine end to end (read, index, retrieve, exclude, window, select, write): {med['hnmine']:.1f} s, "
+          f"peak RSS {rss['hnmine']:,.0f} MiB")
+    b = runs["bm25s"][0]
+    print(f"bm25s tokenize + index + retrieve only: {med['bm25s']:.1f} s (index {b['index_s']:.1f} s, retrieve "
+          f"{b['retrieve_s']:.1f} s in the first run), peak RSS {rss['bm25s']:,.0f} MiB")
+    print(f"ratio bm25s / hnmine: {med['bm25s'] / med['hnmine']:.2f}x (medians of {args.repeats} alternated runs)")
+    if args.json:
+        args.json.write_text(json.dumps({"docs": args.docs, "queries": args.queries, "k": args.k,
+                                         "stopwords": args.stopwords, "runs": runs, "median_wall_s": med,
+                                         "median_peak_rss_mib": rss, "cpus": os.cpu_count(),
+                                         "ratio_bm25s_over_hnmine": med["bm25s"] / med["hnmine"]}, indent=2) + "\n",
+                             encoding="utf-8")
+    import shutil
+
+    shutil.rmtree(data, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=100_000, help="synthetic corpus size")
@@ -69,7 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries-jsonl", type=Path, default=DEFAULT_DIR / "queries.jsonl")
     parser.add_argument("--stopwords", action="store_true", help="drop English stopwords when tokenizing")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vs-bm25s", action="store_true", help="hnmine's whole BM25 job vs bm25s, side by side")
+    parser.add_argument("--repeats", type=int, default=2, help="alternated runs per tool (--vs-bm25s)")
+    parser.add_argument("--json", type=Path, default=None, help="write the --vs-bm25s results here")
+    parser.add_argument("--tmp-dir", default=None, help="where --vs-bm25s writes its inputs (deleted after)")
+    parser.add_argument("--child", choices=["hnmine", "bm25s"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    if args.vs_bm25s:
+        return vs_bm25s(args)
 
     rng = np.random.default_rng(args.seed)
     passages = read_jsonl(args.corpus_jsonl)

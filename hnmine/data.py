@@ -7,7 +7,6 @@ batches stay small fixed-width columns, and texts are looked up only when an out
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,8 +15,6 @@ import numpy as np
 
 from hnmine.errors import InputError
 
-_SPACE = re.compile(r"\s+")
-
 
 def normalize_text(text: str) -> str:
     """The form under which two texts count as the same document.
@@ -25,7 +22,9 @@ def normalize_text(text: str) -> str:
     Unicode-normalised, case-folded and whitespace-collapsed, so that a positive copied into the corpus with
     different spacing or casing is still recognised as that positive.
     """
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    # str.split() splits on exactly the characters ``\s`` matches (Py_UNICODE_ISSPACE) and drops the ends, so
+    # this equals ``re.sub(r"\s+", " ", t).strip()``, at a fraction of the cost (it ran once per candidate).
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def text_key(text: str) -> int:
