@@ -38,6 +38,8 @@ class BiEncoderDenoiser(EncoderSettings):
     max_ratio: float | None = None
     max_z: float | None = None
     spread_margin: float | None = None
+    relabel: bool = False
+    max_false_negatives: int | None = None
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -50,7 +52,11 @@ class BiEncoderDenoiser(EncoderSettings):
             raise InputError(f"--max-score {self.max_score} applies to the bi-encoder teacher's cosine "
                              "similarity here, which lies in [-1, 1]")
         self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE_COLUMN,
-                                           max_z=self.max_z, spread_margin=self.spread_margin)
+                                           max_z=self.max_z, spread_margin=self.spread_margin,
+                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives)
+
+    def notes(self) -> dict[str, int]:
+        return self._filter.notes() if self._filter else {}
 
     def prepare(self, data: MiningData) -> None:
         """Encode every query and passage once (through the embedding cache), before any chunk."""
@@ -77,4 +83,4 @@ class BiEncoderDenoiser(EncoderSettings):
                                                          cand.column("doc_idx").to_numpy()), pa.float32())
         pos = set_column(pos, SCORE_COLUMN, self.score(pos.column("query_idx").to_numpy(),
                                                        pos.column("doc_idx").to_numpy()), pa.float32())
-        return self._filter.apply(CandidateBatch(batch.data, batch.queries, cand, pos))
+        return self._filter.apply(batch.with_scored(cand, pos))

@@ -106,5 +106,4 @@ class BM25Retriever:
         candidates = topk_to_table(batch.queries, doc_idx, scores, self.kind)
         pos = batch.positives
         pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())
-        return CandidateBatch(batch.data, batch.queries, candidates,
-                              set_column(pos, "score", pos_scores, pa.float32()))
+        return batch.with_scored(candidates, set_column(pos, "score", pos_scores, pa.float32()))

@@ -8,6 +8,10 @@ A ``CandidateBatch`` is one chunk of queries with two Arrow tables:
 * ``positives``: one row per (query, known positive) with the same score columns, so that every filter can
   compare a candidate with *its own query's* positives on the *same* scale.
 
+With ``--relabel-false-negatives`` a third table, ``relabeled``, holds the candidates a denoiser judged to be
+unlabelled positives (RLHN): they leave ``candidates`` like any dropped row, and the output writes them as
+extra positives, flagged, after every stage has run (so no later stage mistakes them for known positives).
+
 Stages never see a query x corpus matrix; a batch holds at most ``chunk_size x top_k`` candidate rows.
 """
 
@@ -37,6 +41,7 @@ class CandidateBatch:
     queries: np.ndarray
     candidates: pa.Table
     positives: pa.Table
+    relabeled: pa.Table | None = None
 
     @classmethod
     def start(cls, data: MiningData, queries: np.ndarray) -> CandidateBatch:
@@ -54,6 +59,26 @@ class CandidateBatch:
 
     def with_positives(self, positives: pa.Table) -> CandidateBatch:
         return replace(self, positives=positives)
+
+    def with_scored(self, candidates: pa.Table, positives: pa.Table) -> CandidateBatch:
+        """New candidate and positive tables (a retriever's or a scorer's), keeping everything else."""
+        return replace(self, candidates=candidates, positives=positives)
+
+    def add_relabeled(self, rows: pa.Table) -> CandidateBatch:
+        """Keep ``rows`` (candidate rows) as likely positives, to be written as flagged extra positives."""
+        if self.relabeled is not None and self.relabeled.num_rows:
+            rows = pa.concat_tables([self.relabeled, rows], promote_options="permissive")
+        return replace(self, relabeled=rows)
+
+    def without_queries(self, queries: np.ndarray) -> CandidateBatch:
+        """Drop every row (candidates, positives, relabeled) of ``queries``: nothing is written for them."""
+        def drop(table: pa.Table | None) -> pa.Table | None:
+            if table is None or not len(queries):
+                return table
+            return table.filter(pc.invert(pc.is_in(table.column("query_idx"), pa.array(queries, pa.int32()))))
+
+        return replace(self, candidates=drop(self.candidates), positives=drop(self.positives),
+                       relabeled=drop(self.relabeled))
 
     def keep(self, mask: pa.Array | pa.ChunkedArray | np.ndarray) -> CandidateBatch:
         if not isinstance(mask, (pa.Array, pa.ChunkedArray)):

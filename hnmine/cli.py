@@ -299,6 +299,13 @@ def mine(
         help="Retriever agreement: drop candidates that BM25 also ranks in its top N for the query (they are "
              "relevant 3-4x as often as dense-only ones on NFCorpus dev). Default: off.",
         rich_help_panel=DENOISE)] = None,
+    relabel_false_negatives: Annotated[bool, typer.Option(
+        help="RLHN: write the candidates the false-negative rules remove as extra positives of their query, "
+             "flagged (positive_relabeled / relabeled / pos_relabeled in every --format). Default: off (drop them).",
+        rich_help_panel=DENOISE)] = False,
+    max_false_negatives: Annotated[int | None, typer.Option(
+        help="RLHN: drop a query whole when the false-negative rules remove more than K of its candidates (its "
+             "candidate list is mostly relevant). Default: off.", rich_help_panel=DENOISE)] = None,
     ce_batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = 32,
     ce_max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.",
                                                       rich_help_panel=DENOISE)] = None,
@@ -372,6 +379,7 @@ def mine(
         bm25_k1=bm25_k1, bm25_b=bm25_b, stopwords=stopwords, bm25_backend=bm25_backend, rrf_k=rrf_k,
         cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
         max_score=max_score, margin=margin, max_ratio=max_ratio, max_z=max_z, spread_margin=spread_margin,
+        relabel_false_negatives=relabel_false_negatives, max_false_negatives=max_false_negatives,
         zone=None, sampling=sampling,
         simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size, triplet_type=triplet_type,
         triplet_margin=triplet_margin, positives_per_query=positives_per_query, fill=fill, tiers=tiers,

@@ -105,9 +105,8 @@ class CrossEncoderScorer:
         q = np.concatenate([cand.column("query_idx").to_numpy(), pos.column("query_idx").to_numpy()])
         d = np.concatenate([cand.column("doc_idx").to_numpy(), pos.column("doc_idx").to_numpy()])
         scores = self.score(batch, q, d)
-        return CandidateBatch(batch.data, batch.queries,
-                              set_column(cand, "ce_score", scores[:nc], pa.float32()),
-                              set_column(pos, "ce_score", scores[nc:], pa.float32()))
+        return batch.with_scored(set_column(cand, "ce_score", scores[:nc], pa.float32()),
+                                 set_column(pos, "ce_score", scores[nc:], pa.float32()))
 
 
 @dataclass
@@ -122,6 +121,8 @@ class CrossEncoderDenoiser:
     max_ratio: float | None = None
     max_z: float | None = None
     spread_margin: float | None = None
+    relabel: bool = False
+    max_false_negatives: int | None = None
     batch_size: int = 32
     device: str | None = None
     max_length: int | None = None
@@ -133,14 +134,15 @@ class CrossEncoderDenoiser:
     def __post_init__(self) -> None:
         self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
         self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score",
-                                           max_z=self.max_z, spread_margin=self.spread_margin)
+                                           max_z=self.max_z, spread_margin=self.spread_margin,
+                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives)
 
     @property
     def pairs_scored(self) -> int:
         return self._scorer.pairs_scored if self._scorer else 0
 
     def notes(self) -> dict[str, int]:
-        notes = {"cross-encoder pair evaluations": self.pairs_scored}
+        notes = {"cross-encoder pair evaluations": self.pairs_scored, **(self._filter.notes() if self._filter else {})}
         if self.needed is not None and not (self._filter and self._filter.per_query):
             notes["candidates left unscored (ranked below the last needed survivor)"] = self._unscored
         return notes
@@ -201,4 +203,4 @@ class CrossEncoderDenoiser:
         self._unscored += int(np.isnan(ce).sum())
         positives = set_column(pos, "ce_score", pos_scores, pa.float32())
         candidates = set_column(cand, "ce_score", ce, pa.float32()).filter(pa.array(keep))
-        return CandidateBatch(batch.data, batch.queries, candidates, positives)
+        return batch.with_scored(candidates, positives)

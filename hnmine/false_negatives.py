@@ -22,6 +22,11 @@ the decision unchanged, and negative scores are no special case.
 candidates that reach the filter; a query whose candidates all score alike (``sd_q = 0``) loses nothing to
 these two rules.
 
+What happens to a likely false negative (RLHN, castorini/rlhn): it is dropped from the candidates; with
+``relabel`` it is also kept as a flagged extra positive of its query (``CandidateBatch.relabeled``), and with
+``max_false_negatives K`` a query with more than K likely false negatives among the candidates reaching the
+filter is dropped whole (its candidate list is mostly relevant: no negative of it can be trusted).
+
 This removes the region *near and above* the positive. It is the opposite of a triplet-margin miner,
 which keeps exactly that region on purpose.
 """
@@ -29,10 +34,11 @@ which keeps exactly that region on purpose.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch
 from hnmine.errors import InputError
@@ -92,8 +98,14 @@ class FalseNegativeFilter:
     score_column: str | None = None
     max_z: float | None = None
     spread_margin: float | None = None
+    relabel: bool = False
+    max_false_negatives: int | None = None
+    _relabeled: int = field(default=0, init=False, repr=False)
+    _queries_dropped: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.max_false_negatives is not None and self.max_false_negatives < 0:
+            raise InputError(f"--max-false-negatives must be >= 0, got {self.max_false_negatives}")
         if any(v is not None and not math.isfinite(v) for v in
                (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
             raise InputError("--max-score, --margin, --max-ratio, --max-z and --spread-margin must be finite numbers")
@@ -109,15 +121,44 @@ class FalseNegativeFilter:
 
     @property
     def per_query(self) -> bool:
-        """True when a rule reads the query's whole candidate list, so every candidate must be scored."""
-        return self.max_z is not None or self.spread_margin is not None
+        """True when a rule or an action reads the query's whole candidate list, so every candidate must be
+        scored (relabeling and query dropping count the likely positives, which lazy scoring would miss)."""
+        return (self.max_z is not None or self.spread_margin is not None or self.relabel
+                or self.max_false_negatives is not None)
+
+    def notes(self) -> dict[str, int]:
+        notes = {}
+        if self.relabel:
+            notes["likely false negatives written as extra positives (relabeled)"] = self._relabeled
+        if self.max_false_negatives is not None:
+            notes[f"queries dropped: more than {self.max_false_negatives} likely false negatives"] = \
+                self._queries_dropped
+        return notes
+
+    def settle(self, batch: CandidateBatch, drop: np.ndarray) -> CandidateBatch:
+        """Remove the ``drop`` rows; relabel them and drop over-full queries when asked to."""
+        dropped = batch.candidates.filter(pa.array(drop))
+        out = batch.keep(~drop)
+        if self.relabel and dropped.num_rows:
+            out = out.add_relabeled(dropped)
+            self._relabeled += dropped.num_rows
+        if self.max_false_negatives is not None and dropped.num_rows:
+            q, counts = np.unique(dropped.column("query_idx").to_numpy(), return_counts=True)
+            over = q[counts > self.max_false_negatives]
+            if len(over):
+                if self.relabel:
+                    self._relabeled -= int(counts[counts > self.max_false_negatives].sum())
+                self._queries_dropped += len(over)
+                out = out.without_queries(over)
+        return out
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         if not self.active or batch.num_candidates == 0:
-            return batch
+            # the flag column of every output layout depends on the option, never on a chunk's data
+            return batch.add_relabeled(batch.candidates.slice(0, 0)) if self.relabel else batch
         column = batch.score_column(self.score_column)
         drop = false_negative_mask(batch.scores(column), batch.lowest_positive(column),
                                    self.max_score, self.margin, self.max_ratio,
                                    query=batch.candidates.column("query_idx").to_numpy(),
                                    max_z=self.max_z, spread_margin=self.spread_margin)
-        return batch.keep(~drop)
+        return self.settle(batch, drop)

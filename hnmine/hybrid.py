@@ -73,4 +73,4 @@ class HybridRetriever:
         pq, pd = pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy()
         pos = set_column(pos, "score", self.dense.score_pairs(pq, pd), pa.float32())
         pos = set_column(pos, "bm25_score", self.bm25.score_pairs(pq, pd), pa.float32())
-        return CandidateBatch(batch.data, batch.queries, candidates, pos)
+        return batch.with_scored(candidates, pos)

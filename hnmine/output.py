@@ -106,13 +106,31 @@ def _col(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
 
-def _expand_by_positive(batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+def written_positives(batch: CandidateBatch) -> tuple[pa.Table, np.ndarray | None]:
+    """The positives every layout writes, and each one's ``relabeled`` flag (None when relabeling is off).
+
+    With relabeling, a query's likely false negatives (``batch.relabeled``) follow its known positives, in
+    rank order; score columns a relabeled row lacks are null.
+    """
+    pos = batch.positives
+    if batch.relabeled is None:
+        return pos, None
+    extra = batch.relabeled
+    extra = pa.table({f.name: (extra.column(f.name).cast(f.type) if f.name in extra.column_names
+                               else pa.nulls(extra.num_rows, f.type)) for f in pos.schema}, schema=pos.schema)
+    both = pa.concat_tables([pos, extra])
+    flag = np.r_[np.zeros(pos.num_rows, bool), np.ones(extra.num_rows, bool)]
+    order = np.lexsort((np.arange(len(flag)), _col(both, "query_idx")))
+    return both.take(pa.array(order, pa.int64())), flag[order]
+
+
+def _expand_by_positive(cand: pa.Table, pos: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(candidate row, positive row) index pairs: each negative once per positive of its query.
 
     Ordered by query, then positive (in input order), then negative rank.
     """
-    cand_q = _col(batch.candidates, "query_idx")
-    pos_q = _col(batch.positives, "query_idx")
+    cand_q = _col(cand, "query_idx")
+    pos_q = _col(pos, "query_idx")
     pos_rows_of: dict[int, np.ndarray] = {}
     for q in np.unique(pos_q):
         pos_rows_of[int(q)] = np.flatnonzero(pos_q == q)
@@ -147,8 +165,9 @@ def _score_columns(batch: CandidateBatch) -> list[str]:
 
 def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
     """One row per (query, positive, negative); the audit columns say where each negative came from."""
-    data, cand, pos = batch.data, batch.candidates, batch.positives
-    ci, pi = _expand_by_positive(batch)
+    data, cand = batch.data, batch.candidates
+    pos, relabeled = written_positives(batch)
+    ci, pi = _expand_by_positive(cand, pos)
     q = _col(cand, "query_idx")[ci]
     neg = _col(cand, "doc_idx")[ci]
     posd = _col(pos, "doc_idx")[pi]
@@ -157,6 +176,8 @@ def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
         "positive": _texts(data.doc_texts, posd),
         "negative": _texts(data.doc_texts, neg),
     }
+    if relabeled is not None:
+        cols["positive_relabeled"] = pa.array(relabeled[pi], pa.bool_())
     if audit:
         cols.update({
             "query_id": _texts(data.query_ids, q),
@@ -183,7 +204,8 @@ def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) 
     Trainers need a fixed width, so queries with fewer negatives cannot be written in this layout; the
     number of rows left out is returned so the run summary reports it.
     """
-    data, cand, pos = batch.data, batch.candidates, batch.positives
+    data, cand = batch.data, batch.candidates
+    pos, relabeled = written_positives(batch)
     cq, cd, crank = _col(cand, "query_idx"), _col(cand, "doc_idx"), _col(cand, "rank")
     pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
     rows: list[tuple[int, int, np.ndarray]] = []
@@ -203,6 +225,8 @@ def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) 
     }
     for j in range(num_negatives):
         cols[f"negative_{j + 1}"] = _texts(data.doc_texts, cd[negm[:, j]] if len(rows) else prow)
+    if relabeled is not None:
+        cols["positive_relabeled"] = pa.array(relabeled[prow], pa.bool_())
     if audit:
         cols["query_id"] = _texts(data.query_ids, qs)
         cols["positive_id"] = _texts(data.doc_ids, pd_[prow] if len(rows) else prow)
@@ -220,7 +244,8 @@ def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) 
 
 def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
     """(query, passage, label): each positive once with label 1, each negative once with label 0."""
-    data, cand, pos = batch.data, batch.candidates, batch.positives
+    data, cand = batch.data, batch.candidates
+    pos, relabeled = written_positives(batch)
     q = np.concatenate([_col(pos, "query_idx"), _col(cand, "query_idx")]).astype(np.int64)
     d = np.concatenate([_col(pos, "doc_idx"), _col(cand, "doc_idx")]).astype(np.int64)
     label = np.r_[np.ones(pos.num_rows, np.int8), np.zeros(cand.num_rows, np.int8)]
@@ -231,6 +256,8 @@ def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
         "passage": _texts(data.doc_texts, d),
         "label": pa.array(label, pa.int8()),
     }
+    if relabeled is not None:
+        cols["relabeled"] = pa.array(np.r_[relabeled, np.zeros(cand.num_rows, bool)][order], pa.bool_())
     if audit:
         cols["query_id"] = _texts(data.query_ids, q)
         cols["passage_id"] = _texts(data.doc_ids, d)
@@ -248,7 +275,8 @@ def flagembedding_lines(batch: CandidateBatch, audit: bool = True) -> list[str]:
     With a cross-encoder, ``pos_scores`` / ``neg_scores`` carry its scores, the fields FlagEmbedding
     reads for distillation.
     """
-    data, cand, pos = batch.data, batch.candidates, batch.positives
+    data, cand = batch.data, batch.candidates
+    pos, relabeled = written_positives(batch)
     cq, cd = _col(cand, "query_idx"), _col(cand, "doc_idx")
     pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
     has_ce = "ce_score" in cand.column_names and "ce_score" in pos.column_names
@@ -257,6 +285,8 @@ def flagembedding_lines(batch: CandidateBatch, audit: bool = True) -> list[str]:
         prow, nrow = np.flatnonzero(pq_ == q), np.flatnonzero(cq == q)
         record: dict = {"query": data.query_texts[q], "pos": [data.doc_texts[i] for i in pd_[prow]],
                         "neg": [data.doc_texts[i] for i in cd[nrow]]}
+        if relabeled is not None:
+            record["pos_relabeled"] = relabeled[prow].tolist()
         if has_ce:
             record["pos_scores"] = [round(float(s), 6) for s in _col(pos, "ce_score")[prow]]
             record["neg_scores"] = [round(float(s), 6) for s in _col(cand, "ce_score")[nrow]]

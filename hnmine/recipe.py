@@ -57,6 +57,8 @@ class MineOptions:
     max_ratio: float | None = None
     max_z: float | None = None
     spread_margin: float | None = None
+    relabel_false_negatives: bool = False
+    max_false_negatives: int | None = None
     zone: tuple[float, float] | None = None
     sampling: str = "top"
     simans_a: float = 0.5
@@ -91,6 +93,11 @@ class MineOptions:
                 and not -1.0 <= self.max_score <= 1.0:
             raise InputError(f"--max-score {self.max_score} applies to cosine similarity here (no --cross-encoder), "
                              "which lies in [-1, 1]")
+        if (self.relabel_false_negatives or self.max_false_negatives is not None) and all(
+                v is None for v in (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
+            raise InputError("--relabel-false-negatives and --max-false-negatives act on the candidates a "
+                             "false-negative rule removes: give --max-score, --margin, --max-ratio, --max-z or "
+                             "--spread-margin")
         if self.fill not in ("none", "random"):
             raise InputError(f"--fill {self.fill!r}: expected none or random")
         if self.tiers not in ("none", "rank", "gap"):
@@ -130,12 +137,17 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, max_z=opts.max_z,
-                                           spread_margin=opts.spread_margin, batch_size=opts.ce_batch_size,
+                                           spread_margin=opts.spread_margin,
+                                           relabel=opts.relabel_false_negatives,
+                                           max_false_negatives=opts.max_false_negatives,
+                                           batch_size=opts.ce_batch_size,
                                            device=primary_device(opts.dense.device), max_length=opts.ce_max_length,
                                            needed=_needed_after_denoise(opts)))
     elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio, opts.max_z, opts.spread_margin)):
         stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score",
-                                          max_z=opts.max_z, spread_margin=opts.spread_margin))
+                                          max_z=opts.max_z, spread_margin=opts.spread_margin,
+                                          relabel=opts.relabel_false_negatives,
+                                          max_false_negatives=opts.max_false_negatives))
     if opts.zone is not None:
         stages.append(AmbiguousZoneFilter(low=opts.zone[0], high=opts.zone[1]))
     if opts.triplet_type:
