@@ -1,7 +1,8 @@
 """Teachers for denoising, judged on NFCorpus dev: how many hidden positives each one catches, at what cost.
 
-The setting is the one of ``benchmarks/false_negatives.py``: a user knows **one** positive per query (dev's
-highest grade, chosen with a fixed seed) and everything else is unlabelled. The bundled all-MiniLM-L6-v2
+The setting is the one of ``benchmarks/false_negatives.py`` (imported from it): a user knows **one** positive per
+query (dev's highest grade, chosen with a fixed seed) and everything else is unlabelled; a document with the
+exact text of a relevant one counts as relevant. The bundled all-MiniLM-L6-v2
 retrieves the candidates (dense, ranks 1-50 after excluding the known positive). Every candidate that dev's
 full labels mark relevant is a *hidden positive*, every other one a *true negative*. A teacher scores each
 candidate and the known positive; a threshold rule removes candidates. Per rule:
@@ -45,17 +46,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from false_negatives import nfcorpus_one_positive
 
 from hnmine.bm25 import BM25Retriever
 from hnmine.data import MiningData
 from hnmine.dense import DenseRetriever
 from hnmine.exclusion import PositiveExcluder
 from hnmine.false_negatives import false_negative_mask, query_spread
-from hnmine.io import load_beir, read_beir
 from hnmine.pipeline import Pipeline
 from hnmine.window import RankWindow
 
@@ -68,24 +72,9 @@ SCALES = {"ce": "cross-encoder logit", "bi": "mining-model cosine", "bm25": "BM2
 
 
 def one_known_positive(root: Path, split: str, seed: int) -> tuple[MiningData, set[tuple[int, int]]]:
-    """The split's queries with one known positive each (highest grade, seeded choice) and all relevant pairs."""
-    full = load_beir(root, split)
-    _, _, qrels = read_beir(root, split)
-    qid_index = {q: i for i, q in enumerate(full.query_ids)}
-    doc_index = {d: i for i, d in enumerate(full.doc_ids)}
-    grades: dict[int, dict[int, int]] = {}
-    for q, d, s in zip(*(qrels.column(c).to_pylist() for c in ("query_id", "doc_id", "score"))):
-        if s > 0 and q in qid_index:
-            grades.setdefault(qid_index[q], {})[doc_index[d]] = s
-    rng = random.Random(seed)
-    known = []
-    for q in range(full.num_queries):
-        top = max(grades[q].values())
-        known.append((q, rng.choice(sorted(d for d, g in grades[q].items() if g == top))))
-    relevant = {(q, d) for q, docs in grades.items() for d in docs}
-    data = MiningData.from_pairs(full.query_ids, full.query_texts, full.doc_ids, full.doc_texts, known,
-                                 source={"beir": f"{root} ({split}, one known positive, seed {seed})"})
-    return data, relevant
+    """The frontier benchmark's setting, so both report on the same known positives and the same truth."""
+    setting = nfcorpus_one_positive(root, split, seed)
+    return setting.data, setting.relevant
 
 
 def dense_candidates(data: MiningData, depth: int) -> tuple[dict[str, np.ndarray], DenseRetriever]:
