@@ -224,6 +224,21 @@ RECIPES: list[Recipe] = [
 ]
 
 
+PER_QUERY_RULES = {"max-z 1.5": {"max_z": 1.5}, "max-z 1.0": {"max_z": 1.0},
+                   "spread-margin 0.5": {"spread_margin": 0.5}}
+RECIPES += [Recipe(f"{name} on the cosine (per query), dense 1-50", "bi-encoder filter",
+                   {"range_min": 0, "range_max": 50, **rule}) for name, rule in PER_QUERY_RULES.items()]
+
+
+def teacher_recipes(model: str, ce_max_length: int = 128) -> list[Recipe]:
+    """A cross-encoder teacher (e.g. from ``hnmine train-denoiser``) with each per-query and positive-relative rule,
+    on ranks 1-50 and on the default window."""
+    rules = {**PER_QUERY_RULES, "max-ratio 0.95": {"max_ratio": 0.95}}
+    return [Recipe(f"teacher {Path(model).name}, {name}, dense {lo + 1}-{hi}", "teacher",
+                   {"range_min": lo, "range_max": hi, "cross_encoder": model, "ce_max_length": ce_max_length, **rule})
+            for name, rule in rules.items() for lo, hi in ((0, 50), (10, 50))]
+
+
 # ------------------------------------------------------------------------------------------------ measuring
 
 
@@ -351,8 +366,10 @@ def main(argv: Sequence[str] | None = None, extra_recipes: Sequence[Recipe] = ()
                         help="Where sentence-transformers' outputs are kept between runs.")
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"))
     parser.add_argument("--name", default="false_negatives", help="Output file stem in --out-dir.")
+    parser.add_argument("--teacher", default=None,
+                        help="A cross-encoder (path or name) to add as teacher points, each with every rule.")
     args = parser.parse_args(argv)
-    recipes = [*RECIPES, *extra_recipes]
+    recipes = [*RECIPES, *extra_recipes, *(teacher_recipes(args.teacher) if args.teacher else [])]
     if args.recipes:
         words = [w.strip().lower() for w in args.recipes.split(",")]
         recipes = [r for r in recipes if any(w in r.name.lower() for w in words)]

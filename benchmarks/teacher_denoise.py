@@ -18,6 +18,10 @@ Teachers (each score names its scale):
 * ``bm25``: BM25 (Okapi, hnmine's) score of the (query, passage) pair.
 * ``possim``: the cosine similarity of the candidate to the known *positive passage* (not the query); the
   positive's own value is 1.
+* ``learned`` (``--fit-on-train N``): a logistic regression over scale-free features of ``bi``, ``bm25`` and
+  ``possim`` (raw score, gap to the known positive, per-query z-score, log rank), fitted on N NFCorpus **train**
+  queries in the same one-known-positive setting (train's labels say which candidates are hidden positives);
+  score: its log-odds. No model is trained or downloaded: seconds on a CPU.
 * ``ens``: agreement of the four above: the mean of each one's per-query z-score (the query's candidates give
   mean and spread; the known positive is placed on the same per-query scale).
 
@@ -66,9 +70,10 @@ from hnmine.window import RankWindow
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
 RULES = ("max_score", "margin", "max_ratio", "max_z", "spread_margin")
-TEACHERS = ("ce", "bi", "bm25", "possim", "ens")
+TEACHERS = ("ce", "bi", "bm25", "possim", "ens", "learned")
 SCALES = {"ce": "cross-encoder logit", "bi": "mining-model cosine", "bm25": "BM25 score",
-          "possim": "cosine to the known positive passage", "ens": "mean per-query z-score of ce, bi, bm25, possim"}
+          "possim": "cosine to the known positive passage", "ens": "mean per-query z-score of ce, bi, bm25, possim",
+          "learned": "log-odds of a logistic regression over bi/bm25/possim features, fitted on NFCorpus train"}
 
 
 def one_known_positive(root: Path, split: str, seed: int) -> tuple[MiningData, set[tuple[int, int]]]:
@@ -174,21 +179,9 @@ def mine_top(q: np.ndarray, rank: np.ndarray, keep: np.ndarray, hidden: np.ndarr
             "negatives": int(chosen.sum()), "queries_short": float((counts < n).mean())}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--teacher", default=None, help="cross-encoder folder from hnmine train-denoiser (optional)")
-    ap.add_argument("--ce-max-length", type=int, default=128)
-    ap.add_argument("--data", type=Path, default=NFCORPUS)
-    ap.add_argument("--split", default="dev")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the known-positive choice and the query halves")
-    ap.add_argument("--depth", type=int, default=50)
-    ap.add_argument("--max-false-alarm", type=float, default=0.10)
-    ap.add_argument("--num-negatives", type=int, default=5)
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hnmine" / "teacher_denoise")
-    ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    args = ap.parse_args()
-
-    data, relevant = one_known_positive(args.data, args.split, args.seed)
+def score_candidates(data: MiningData, relevant: set[tuple[int, int]], args: argparse.Namespace,
+                     teacher: str | None) -> tuple:
+    """Dense candidates (ranks 1..depth) and every teacher's score of them and of the known positive."""
     cand, dense = dense_candidates(data, args.depth)
     q, d, rank = cand["q"], cand["d"], cand["rank"]
     hidden = np.array([(a, b) in relevant for a, b in zip(q.tolist(), d.tolist())])
@@ -202,7 +195,7 @@ def main() -> None:
     bm25.prepare(data)
     scores["bm25"] = bm25.score_pairs(q, d)
     positive["bm25"] = bm25.score_pairs(np.arange(data.num_queries), known)[q]
-    cost["bm25"] = {"pairs_scored": int(len(q) + data.num_queries), "seconds": round(time.perf_counter() - start, 1)}
+    cost["bm25"] = {"pairs_scored": len(q) + data.num_queries, "seconds": round(time.perf_counter() - start, 1)}
 
     emb = dense._doc_emb
     scores["possim"] = np.einsum("ij,ij->i", emb[d], emb[known[q]]).astype(np.float64)
@@ -210,10 +203,10 @@ def main() -> None:
     cost["possim"] = {"pairs_scored": 0, "seconds": 0.0}
 
     members = ["bi", "bm25", "possim"]
-    if args.teacher:
+    if teacher:
         allq = np.r_[q, np.arange(data.num_queries)]
         alld = np.r_[d, known]
-        s, seconds = ce_scores(args.teacher, data, allq, alld, args.ce_max_length, args.cache)
+        s, seconds = ce_scores(teacher, data, allq, alld, args.ce_max_length, args.cache)
         scores["ce"], positive["ce"] = s[:len(q)], s[len(q):][q]
         cost["ce"] = {"pairs_scored": len(allq), "seconds": round(seconds, 1)}
         members.insert(0, "ce")
@@ -222,12 +215,78 @@ def main() -> None:
     positive["ens"] = np.mean([zp for _, zp in zs], axis=0)
     cost["ens"] = {"pairs_scored": int(sum(cost[t]["pairs_scored"] for t in members)),
                    "seconds": round(sum(cost[t]["seconds"] for t in members), 1), "members": members}
+    return q, d, rank, hidden, scores, positive, cost
+
+
+def subsample(data: MiningData, relevant: set[tuple[int, int]], n: int,
+              seed: int) -> tuple[MiningData, set[tuple[int, int]]]:
+    if n >= data.num_queries:
+        return data, relevant
+    keep = sorted(random.Random(seed).sample(range(data.num_queries), n))
+    new_of = {old: i for i, old in enumerate(keep)}
+    pairs = [(i, int(d)) for i, old in enumerate(keep) for d in data.positives_of(old)]
+    small = MiningData.from_pairs([data.query_ids[o] for o in keep], [data.query_texts[o] for o in keep],
+                                  data.doc_ids, data.doc_texts, pairs, data.source)
+    return small, {(new_of[a], b) for a, b in relevant if a in new_of}
+
+
+def features(scores: dict[str, np.ndarray], positive: dict[str, np.ndarray], q: np.ndarray,
+             rank: np.ndarray) -> np.ndarray:
+    """Scale-free features of the three untrained signals: raw, gap to the positive, per-query z, log rank."""
+    cols = [np.log(rank)]
+    for t in ("bi", "bm25", "possim"):
+        z, zp = per_query_z(scores[t], positive[t], q)
+        cols += [scores[t], scores[t] - positive[t], z, zp]
+    return np.nan_to_num(np.stack(cols, axis=1))
+
+
+def fit_learned(x: np.ndarray, y: np.ndarray):
+    """A logistic regression over ``features``, fitted on NFCorpus train's one-known-positive candidates."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--teacher", default=None, help="cross-encoder folder from hnmine train-denoiser (optional)")
+    ap.add_argument("--ce-max-length", type=int, default=128)
+    ap.add_argument("--data", type=Path, default=NFCORPUS)
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the known-positive choice and the query halves")
+    ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--max-false-alarm", type=float, default=0.10)
+    ap.add_argument("--num-negatives", type=int, default=5)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hnmine" / "teacher_denoise")
+    ap.add_argument("--fit-on-train", type=int, default=0,
+                    help="also fit a 'learned' teacher (logistic regression over bi, bm25, possim features) on this "
+                         "many NFCorpus train queries (one known positive each, train's labels); 0: off")
+    ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+
+    data, relevant = one_known_positive(args.data, args.split, args.seed)
+    q, _, rank, hidden, scores, positive, cost = score_candidates(data, relevant, args, args.teacher)
+    if args.fit_on_train:
+        start = time.perf_counter()
+        tdata, trelevant = one_known_positive(args.data, "train", args.seed)
+        tdata, trelevant = subsample(tdata, trelevant, args.fit_on_train, args.seed)
+        tq, _, trank, thidden, tscores, tpositive, _ = score_candidates(tdata, trelevant, args, None)
+        model = fit_learned(features(tscores, tpositive, tq, trank), thidden)
+        scores["learned"] = model.decision_function(features(scores, positive, q, rank))
+        positive["learned"] = np.full(len(q), np.nan)  # a learned log-odds: no positive on its scale
+        cost["learned"] = {"pairs_scored": 0, "seconds": round(time.perf_counter() - start, 1),
+                           "fit_queries": tdata.num_queries, "fit_candidates": len(tq),
+                           "fit_hidden_share": float(thidden.mean())}
 
     half = np.array(random.Random(args.seed).choices([0, 1], k=data.num_queries))[q]
     windows = {"11-50": (rank >= 11) & (rank <= 50), "1-50": (rank >= 1) & (rank <= 50)}
     rows = []
     for teacher in [t for t in TEACHERS if t in scores]:
         for rule in RULES:
+            if teacher == "learned" and rule not in ("max_score", "max_z"):
+                continue  # no positive on a learned log-odds scale
             for wname, win in windows.items():
                 s, p, qq, h = scores[teacher][win], positive[teacher][win], q[win], hidden[win]
                 v = rule_values(rule, s, p, qq)
