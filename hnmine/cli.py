@@ -735,6 +735,16 @@ def eval_mined(
             if scale != "rank":
                 table.add_row(f"median {scale.replace('_', '-')} score / gap",
                               f"{num(entry['negative_score']['median'])} / {num(entry['gap']['median'])}")
+        syn = m.get("synthetic")
+        if syn is not None:
+            table.add_row("synthetic / mined negatives", f"{syn['negatives']['synthetic']:,} / "
+                                                          f"{syn['negatives']['mined']:,}")
+            for check, count in (syn["checks"] or {}).items():
+                table.add_row(f"  synthetic {check.replace('_', ' ')}", num(count))
+            for scale, groups in syn["by_scale"].items():
+                table.add_row(f"  median {scale.replace('_', '-')} score mined / synthetic",
+                              f"{num(groups['mined']['negative_score']['median'])} / "
+                              f"{num(groups['synthetic']['negative_score']['median'])}")
         table.add_row(f"queries with < {cov['target_negatives']} negatives", num(cov["short_queries"]))
         if "filter" in m:
             f = m["filter"]
@@ -815,6 +825,11 @@ def train_denoiser_command(
                   f"{info['queries']:,} queries; saved {output} (use: --cross-encoder {output})")
 
     _guarded(run)
+
+
+from hnmine.commands.synth import synth as _synth  # noqa: E402  (the command module imports this one lazily)
+
+app.command("synth")(_synth)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -28,6 +28,7 @@ from hnmine.positives_cap import PositivesPerQuery
 from hnmine.selection import NegativeSelector
 from hnmine.siblings import SiblingFilter
 from hnmine.stage import Stage, stage_options
+from hnmine.stages.synthetic import SyntheticNegatives
 from hnmine.tiers import DifficultyTiers
 from hnmine.triplet_margin import TripletMarginFilter
 from hnmine.window import RankWindow
@@ -37,7 +38,7 @@ STAGE_KINDS: dict[str, type] = {
     for cls in (BM25Retriever, DenseRetriever, HybridRetriever, PositiveExcluder, RankWindow,
                 CrossEncoderScorer, CrossEncoderDenoiser, BiEncoderDenoiser, FalseNegativeFilter, AmbiguousZoneFilter,
                 NegativeSelector, TripletMarginFilter, DifficultyTiers, RandomFill, PositivesPerQuery, QueryClusters,
-                SiblingFilter)
+                SiblingFilter, SyntheticNegatives)
 }
 
 

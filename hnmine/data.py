@@ -50,6 +50,8 @@ class MiningData:
     positive_docs: np.ndarray
     source: dict[str, str] = field(default_factory=dict)
     skipped_queries: list[str] = field(default_factory=list)
+    doc_titles: list[str] | None = None  # where the input keeps titles apart (BEIR); texts have them prepended
+    synthetic_docs: dict[str, int] = field(default_factory=dict)  # generated text -> doc index (after the corpus)
 
     def __post_init__(self) -> None:
         self.positive_offsets = np.asarray(self.positive_offsets, dtype=np.int64)
@@ -64,6 +66,35 @@ class MiningData:
     @property
     def num_docs(self) -> int:
         return len(self.doc_ids)
+
+    @property
+    def corpus_size(self) -> int:
+        """Documents of the corpus proper; generated negatives (``add_synthetic``) are numbered after them."""
+        return self.num_docs - len(self.synthetic_docs)
+
+    def add_synthetic(self, texts: list[str]) -> np.ndarray:
+        """Doc indices for generated passages, appended after the corpus (a text already added keeps its index).
+
+        Appending makes a synthetic negative an ordinary candidate row: every writer and later stage looks
+        its text up by ``doc_idx`` as for a corpus passage. Its id is ``synthetic:`` + a hash of its text, so
+        it is stable across runs and never collides with a corpus id. Retrievers never see these documents:
+        their indexes are built over the corpus before any is added, and ``corpus_size`` bounds random draws.
+        """
+        out = np.empty(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            idx = self.synthetic_docs.get(text)
+            if idx is None:
+                idx = self.synthetic_docs[text] = len(self.doc_ids)
+                self.doc_ids.append(f"synthetic:{text_key(text):016x}")
+                self.doc_texts.append(text)
+            out[i] = idx
+        cache = self.__dict__.get("_doc_key_cache")
+        if cache is not None and len(cache) < self.num_docs:
+            self.__dict__["_doc_key_cache"] = np.r_[cache, np.full(self.num_docs - len(cache), -1, np.int64)]
+        return out
+
+    def is_synthetic(self, doc_idx: np.ndarray) -> np.ndarray:
+        return np.asarray(doc_idx) >= self.corpus_size
 
     def positives_of(self, query_idx: int) -> np.ndarray:
         return self.positive_docs[self.positive_offsets[query_idx] : self.positive_offsets[query_idx + 1]]
@@ -154,4 +185,5 @@ class MiningData:
             self.source,
         )
         data.skipped_queries = self.skipped_queries + skipped
+        data.doc_titles = self.doc_titles
         return data

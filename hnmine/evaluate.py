@@ -39,8 +39,10 @@ from hnmine.io import id_column
 SCORE_SCALES: dict[str, tuple[str, str]] = {
     "retriever": ("negative_score", "positive_score"),
     "cross_encoder": ("negative_ce_score", "positive_ce_score"),
+    "teacher_cosine": ("negative_teacher_cosine", "positive_teacher_cosine"),
 }
-SCALE_LABELS = {"retriever": "retriever score", "cross_encoder": "cross-encoder score"}
+SCALE_LABELS = {"retriever": "retriever score", "cross_encoder": "cross-encoder score",
+                "teacher_cosine": "bi-encoder teacher cosine"}
 NO_VALUE = "(none)"
 WORST_QUERIES = 10
 
@@ -411,7 +413,42 @@ def evaluate(mined: pa.Table, labels: pa.Table, num_negatives: int | None = None
     if before is not None:
         metrics["inputs"]["before"] = str(before_path)
         metrics["filter"] = catch_rates(mined_pairs(before, before_path), pairs, relevant)
+    synthetic = synthetic_negatives(pairs, scales, read_run_notes(mined_path))
+    if synthetic is not None:
+        metrics["synthetic"] = synthetic
     return Evaluation(metrics, pairs, scales)
+
+
+def read_run_notes(mined_path: str | Path) -> dict[str, Any]:
+    """The counts notes of the run that wrote MINED (its manifest beside it), or {} when there is none."""
+    import json
+
+    path = Path(f"{mined_path}.manifest.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["counts"]["notes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def synthetic_negatives(pairs: MinedPairs, scales: dict[str, ScaleValues],
+                        notes: dict[str, Any]) -> dict[str, Any] | None:
+    """Synthetic negatives apart from mined ones: how many, what each verification check rejected (from the run
+    manifest), and their score and gap distributions next to the mined ones' on every scale the file carries.
+
+    LABELS cannot judge a generated passage (it has no id in any qrels), so their false-negative count is 0 by
+    construction; the teacher's and the mining model's scores are the evidence there is.
+    """
+    sources = pairs.pair_values("source")
+    checks = {k.removeprefix("synthetic "): v for k, v in notes.items() if k.startswith("synthetic ")}
+    if sources is None or ("synthetic" not in sources and not checks):
+        return None
+    src = np.array([s or "mined" for s in sources], dtype=object)
+    result: dict[str, Any] = {"negatives": {name: int((src == name).sum()) for name in ("mined", "synthetic")},
+                              "checks": checks or None, "by_scale": {}}
+    for scale, v in scales.items():
+        result["by_scale"][scale] = {name: {"negative_score": summarize(v.negative[src == name]),
+                                            "gap": summarize(v.gap[src == name])} for name in ("mined", "synthetic")}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -453,6 +490,20 @@ def _short(text: str | None, n: int = 80) -> str:
         return ""
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _synthetic_markdown(syn: dict[str, Any]) -> list[str]:
+    out = ["## Synthetic negatives", "",
+           f"{syn['negatives']['synthetic']:,} synthetic and {syn['negatives']['mined']:,} mined distinct negatives. "
+           "Labels cannot judge generated passages; the teacher and mining-model scores below are the evidence.", ""]
+    if syn["checks"]:
+        out += ["Verification, from the run manifest (each candidate counted at the first check it failed):", ""]
+        out += _md_table(["", "count"], [[k, v] for k, v in syn["checks"].items()])
+    for scale, groups in syn["by_scale"].items():
+        out += [f"### {SCALE_LABELS[scale]}: mined vs synthetic", ""]
+        out += _stats_rows([(f"{name} negative score", g["negative_score"]) for name, g in groups.items()]
+                           + [(f"{name} gap p − s", g["gap"]) for name, g in groups.items()])
+    return out
 
 
 def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: str | None = None) -> str:
@@ -517,6 +568,9 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
     if "rank" in hard:
         out += ["Retriever rank of the negatives (`negative_rank`):", ""]
         out += _stats_rows([("rank", hard["rank"])])
+
+    if "synthetic" in metrics:
+        out += _synthetic_markdown(metrics["synthetic"])
 
     out += ["## Coverage", ""]
     rows = [["queries", cov["queries"]], ["rows", cov["rows"]], ["distinct (query, negative) pairs", cov["negatives"]],

@@ -39,7 +39,7 @@ def draw_fill(rng: np.random.Generator, data: MiningData, query_idx: int, taken:
     scanned per query; only when that falls short (a tiny or heavily excluded corpus) is the whole corpus
     permuted.
     """
-    num_docs = data.num_docs
+    num_docs = data.corpus_size  # never a generated passage: fill draws from the corpus
     if n <= 0 or num_docs == 0:
         return np.zeros(0, dtype=np.int64)
     positives = data.positives_of(query_idx)

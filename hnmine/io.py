@@ -387,4 +387,6 @@ def load_beir(root: str | Path, split: str = "train") -> MiningData:
     # The files themselves, so the manifest hashes them and a resumed run notices when one changed.
     source = {"beir": tag, "corpus": str(Path(root) / "corpus.jsonl"), "queries": str(Path(root) / "queries.jsonl"),
               "qrels": str(qrels_path)}
-    return MiningData.from_pairs(query_ids, query_texts, doc_ids, texts, pairs, source=source)
+    data = MiningData.from_pairs(query_ids, query_texts, doc_ids, texts, pairs, source=source)
+    data.doc_titles = [t.strip() for t in titles]
+    return data

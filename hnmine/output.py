@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hnmine.candidates import CandidateBatch
+from hnmine.data import MiningData
 from hnmine.errors import InputError
 
 FORMATS = ("triplet", "n-tuple", "labeled-pair", "flagembedding")
@@ -163,6 +164,11 @@ def _score_columns(batch: CandidateBatch) -> list[str]:
     return [c for c in ("ce_score", "teacher_cosine", "bm25_score", "rrf_score") if c in batch.candidates.column_names]
 
 
+def _sources(data: MiningData, doc_idx: np.ndarray) -> pa.Array:
+    """``mined`` (a corpus passage) or ``synthetic`` (written by a generator) for each negative."""
+    return pa.array(np.where(data.is_synthetic(doc_idx), "synthetic", "mined").tolist(), pa.string())
+
+
 def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
     """One row per (query, positive, negative); the audit columns say where each negative came from."""
     data, cand = batch.data, batch.candidates
@@ -188,6 +194,7 @@ def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
             "positive_score": pa.array(_col(pos, "score")[pi] if "score" in pos.column_names
                                        else np.full(len(pi), np.nan), pa.float32()),
             "retriever": pa.array(_col(cand, "retriever")[ci].tolist(), pa.string()),
+            "source": _sources(data, neg),
         })
         for name in _score_columns(batch):
             cols[f"negative_{name}"] = pa.array(_col(cand, name)[ci], pa.float32())
@@ -232,6 +239,7 @@ def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) 
         cols["positive_id"] = _texts(data.doc_ids, pd_[prow] if len(rows) else prow)
         cols["negative_ids"] = pa.array([[data.doc_ids[i] for i in cd[r]] for r in negm], pa.list_(pa.string()))
         cols["negative_ranks"] = pa.array([crank[r].tolist() for r in negm], pa.list_(pa.int32()))
+        cols["negative_sources"] = pa.array([_sources(data, cd[r]).to_pylist() for r in negm], pa.list_(pa.string()))
         for name in ["score", *_score_columns(batch)]:
             values = _col(cand, name)
             cols[f"negative_{name}s"] = pa.array([values[r].tolist() for r in negm], pa.list_(pa.float32()))
@@ -263,6 +271,8 @@ def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
         cols["passage_id"] = _texts(data.doc_ids, d)
         rank = np.r_[np.full(pos.num_rows, -1), _col(cand, "rank")][order]
         cols["rank"] = pa.array(np.where(rank < 0, None, rank).tolist(), pa.int32())
+        cols["source"] = pa.array([None if lab else src for lab, src in
+                                   zip(label.tolist(), _sources(data, d).to_pylist())], pa.string())
         for name in ["score", *_score_columns(batch)]:
             pv = _col(pos, name) if name in pos.column_names else np.full(pos.num_rows, np.nan)
             cols[name] = pa.array(np.r_[pv, _col(cand, name)][order], pa.float32())
@@ -294,6 +304,7 @@ def flagembedding_lines(batch: CandidateBatch, audit: bool = True) -> list[str]:
             record["query_id"] = data.query_ids[q]
             record["pos_ids"] = [data.doc_ids[i] for i in pd_[prow]]
             record["neg_ids"] = [data.doc_ids[i] for i in cd[nrow]]
+            record["neg_sources"] = _sources(data, cd[nrow]).to_pylist()
         lines.append(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
     return lines
 

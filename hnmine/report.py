@@ -37,6 +37,7 @@ STAGE_LABELS = {
     "tiers": "(tier labels added)",
     "query_clusters": "(cluster ids added)",
     "hidden_positive_probe": "(probe)",
+    "synthetic_negatives": "mined negatives replaced by synthetic ones",
 }
 
 
