@@ -62,6 +62,8 @@ class MiningReport:
             count.rows_in += rows_in
             count.rows_out += rows_out
             count.seconds += seconds
+        for label, value in counts.get("counters", {}).items():  # stage counts that outlive a resumed chunk
+            self.notes[label] = self.notes.get(label, 0) + value
         self.negatives_emitted += counts.get("negatives", 0) + counts.get("filled", 0)
         self.negatives_filled += counts.get("filled", 0)
         self.queries_without_negatives.extend(counts.get("without", []))
@@ -125,14 +127,21 @@ class Pipeline:
 
     def _run_stages(self, batch: CandidateBatch) -> tuple[CandidateBatch, dict]:
         stage_counts = []
+        counters: dict[str, int] = {}
         for i, stage in enumerate(self.stages):
             start = time.perf_counter()
             rows_in = batch.num_candidates
             batch = stage.apply(batch)
+            take = getattr(stage, "take_chunk_counters", None)
+            if callable(take):
+                counters.update(take())
             # A retriever creates candidates; count what it produced, not zero-in.
             stage_counts.append([f"{i}:{stage.kind}", rows_in if i else batch.num_candidates, batch.num_candidates,
                                  time.perf_counter() - start])
-        return batch.with_candidates(sort_candidates(batch.candidates)), {"stages": stage_counts}
+        counts: dict = {"stages": stage_counts}
+        if counters:
+            counts["counters"] = counters
+        return batch.with_candidates(sort_candidates(batch.candidates)), counts
 
     def start(self, data: MiningData) -> None:
         """Record what the run is over; stages prepare lazily, so a resumed run that needs no chunk skips it."""

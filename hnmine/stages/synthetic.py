@@ -98,6 +98,7 @@ class SyntheticNegatives(EncoderSettings):
     _cache: GenerationCache | None = field(default=None, init=False, repr=False)
     _corpus_index: Any = field(default=None, init=False, repr=False)
     _corpus_keys: set[int] = field(default_factory=set, init=False, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from hnmine.recipe import parse_scorer
@@ -161,11 +162,12 @@ class SyntheticNegatives(EncoderSettings):
             self._corpus_index.add(emb)
         self._data = data
 
-    def notes(self) -> dict[str, int]:
-        notes = {f"synthetic {k.replace('_', ' ')}": v for k, v in self.counts.items()}
-        if self._cache is not None:
-            notes["synthetic generations from cache"] = self._cache.hits
-        return notes
+    def take_chunk_counters(self) -> dict[str, int]:
+        """This chunk's counts, labelled for the summary; kept with the chunk's checkpoint, so a resumed run's
+        manifest still counts what every chunk generated and rejected."""
+        delta = {f"synthetic {k.replace('_', ' ')}": v - self._reported.get(k, 0) for k, v in self.counts.items()}
+        self._reported = dict(self.counts)
+        return delta
 
     # ------------------------------------------------------------------ generation
 
