@@ -134,7 +134,7 @@ def synth(
         rich_help_panel=VERIFY)] = 3,
 ) -> None:
     """Mine, then mix in LLM-written hard negatives that a teacher judged not relevant (SyNeg)."""
-    from hnmine.cli import _guarded, _load, mine
+    from hnmine.cli import _guarded, _load
 
     def build() -> tuple[SyntheticNegatives, str]:
         if generator_url and generator:
@@ -193,13 +193,25 @@ def synth(
         return stage, out, config
 
     stage, out, config = _guarded(prepare)
-    mine(queries=queries, corpus=corpus, qrels=qrels, pairs=pairs, beir=beir, split=split, strict=strict,
-         query_id_column=query_id_column, query_column=query_column, doc_id_column=doc_id_column,
-         text_column=text_column, title_column=title_column, qrels_score_column=qrels_score_column,
-         positive_column=positive_column, output=out, format=format, audit_columns=audit_columns,
-         overwrite=overwrite, config=config, chunk_size=chunk_size, quiet=quiet, resume=resume,
-         num_negatives=num_negatives, seed=seed, model=model, device=device, batch_size=batch_size, dtype=dtype,
-         cache_dir=cache_dir, cache=cache)
+    # mine's own job runs the pipeline file: the same chunk loop, resume, writers and manifest. Through the
+    # command line parser, so mine sees exactly the flags a user would type (pipeline flags live in the file).
+    args = ["mine", "--config", str(config), "--output", str(out), "--format", format, "--split", split]
+    for flag, value in (("--queries", queries), ("--corpus", corpus), ("--qrels", qrels), ("--pairs", pairs),
+                        ("--beir", beir), ("--query-id-column", query_id_column), ("--query-column", query_column),
+                        ("--doc-id-column", doc_id_column), ("--text-column", text_column),
+                        ("--title-column", title_column), ("--qrels-score-column", qrels_score_column),
+                        ("--positive-column", positive_column)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += [flag for flag, on in (("--strict", strict), ("--overwrite", overwrite), ("--quiet", quiet),
+                                   ("--no-audit-columns", not audit_columns), ("--no-resume", not resume)) if on]
+    from typer.main import get_command
+
+    from hnmine.cli import app
+
+    code = get_command(app).main(args=args, prog_name="hnmine", standalone_mode=False)
+    if code:
+        raise typer.Exit(code)
     path = manifest_path(out)
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["command"] = "synth"
