@@ -82,6 +82,20 @@ class Setting:
             gaps[rows] = scores[positives].min() - cand
         return ranks, gaps
 
+    def text_hardness(self, query_idx: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``hardness`` for passages outside the corpus (synthetic negatives), encoded by the same model."""
+        emb = Encoder(show_progress=False, use_cache=False).encode(texts) if texts else np.zeros((0, 1))
+        ranks = np.zeros(len(query_idx), dtype=np.int64)
+        gaps = np.zeros(len(query_idx))
+        keys = self.data.doc_keys_of(np.arange(self.data.corpus_size))
+        for i, q in enumerate(query_idx.tolist()):
+            scores = self.doc_emb[:len(keys)] @ self.query_emb[q]
+            positives = self.data.positives_of(q)
+            cand = float(emb[i] @ self.query_emb[q])
+            ranks[i] = 1 + int((scores[~np.isin(keys, keys[positives])] > cand).sum())
+            gaps[i] = scores[positives].min() - cand
+        return ranks, gaps
+
 
 def _with_twins(data: MiningData, pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """A document with the same normalised text as a relevant one is relevant too (NFCorpus has 40 such pairs)."""
@@ -124,6 +138,7 @@ class Mined:
     doc_idx: np.ndarray
     seconds: float
     pairs_scored: int = 0
+    synthetic: dict[int, str] = field(default_factory=dict)  # doc_idx -> text, for generated (not corpus) negatives
 
 
 @dataclass
@@ -248,13 +263,20 @@ def measure(recipe: Recipe, setting: Setting, work_dir: Path) -> dict:
         np.zeros((0, 2), np.int64))
     q, d = pairs[:, 0], pairs[:, 1]
     is_fn = np.fromiter(((a, b) in setting.relevant for a, b in zip(q.tolist(), d.tolist())), bool, count=len(q))
-    ranks, gaps = setting.hardness(q, d)
+    # Labels cannot judge a generated passage: synthetic negatives are left out of the FN rate (counted apart)
+    # and measured for hardness from their text.
+    syn = np.isin(d, list(mined.synthetic)) if mined.synthetic else np.zeros(len(q), dtype=bool)
+    ranks, gaps = np.zeros(len(q), dtype=np.int64), np.zeros(len(q))
+    ranks[~syn], gaps[~syn] = setting.hardness(q[~syn], d[~syn])
+    ranks[syn], gaps[syn] = setting.text_hardness(q[syn], [mined.synthetic[int(i)] for i in d[syn]])
     per_query = np.bincount(q, minlength=setting.data.num_queries)
     per_query_fn = np.bincount(q[is_fn], minlength=setting.data.num_queries)
+    judged = len(q) - int(syn.sum())
     return {
-        "_per_query": (per_query_fn, per_query),
+        "_per_query": (per_query_fn, np.bincount(q[~syn], minlength=setting.data.num_queries)),
+        "synthetic": int(syn.sum()),
         "recipe": recipe.name, "family": recipe.family, "negatives": len(q), "false_negatives": int(is_fn.sum()),
-        "fn_rate": float(is_fn.mean()) if len(q) else None,
+        "fn_rate": float(is_fn.sum() / judged) if judged else None,
         "mean_rank": float(ranks.mean()) if len(q) else None,
         "median_rank": float(np.median(ranks)) if len(q) else None,
         "mean_gap": float(gaps.mean()) if len(q) else None,
@@ -318,6 +340,9 @@ def markdown(results: dict[str, list[dict]], command: str) -> str:
                          f"{rank} | {r['median_rank'] or '-'} | {gap} | {100 * r['short_share']:.1f} % | "
                          f"{r['pairs_scored']:,} | {r['seconds']} |")
         lines.append("")
+        lines += [f"`{r['recipe']}`: {r['synthetic']:,} of its negatives are synthetic. Labels cannot judge generated "
+                  "text, so its FN rate counts mined negatives only; rank and gap include the synthetic ones."
+                  for r in rows if r.get("synthetic")]
     return "\n".join(lines)
 
 
@@ -350,6 +375,35 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=130)
 
 
+def synthetic_recipe(generator: str, url: str | None = None, ratio: float = 0.4, scorer: str | None = None,
+                     template: str | None = None, seed: int = 0, **options) -> Recipe:
+    """hnmine's defaults with LLM-written negatives mixed in (``hnmine synth``): ``generator`` is a local causal LM
+    (name or path), or with ``url`` the model name on an OpenAI-compatible server; ``options`` go to the
+    ``SyntheticNegatives`` stage. Runs on a copy of the data, so generated passages never reach another recipe's
+    corpus. The prompt is ``claim`` for SciFact, else ``qa``."""
+    from dataclasses import replace
+
+    from hnmine.stages.synthetic import SyntheticNegatives
+
+    def run(setting: Setting, work_dir: Path) -> Mined:
+        data = replace(setting.data, doc_ids=list(setting.data.doc_ids), doc_texts=list(setting.data.doc_texts),
+                       synthetic_docs={})
+        pipeline = build_pipeline(MineOptions(num_negatives=NUM_NEGATIVES, tiers="none"),
+                                  max_positives=int(data.positive_counts.max()))
+        pipeline.stages.append(SyntheticNegatives(
+            generator=generator, generator_url=url, num_negatives=NUM_NEGATIVES, synthetic_ratio=ratio, seed=seed,
+            prompt_template=template or ("claim" if "SciFact" in setting.name else "qa"),
+            **({"scorer": scorer} if scorer else {}), **options))
+        start = time.perf_counter()
+        cand = [b.candidates for b in pipeline.run(data)]
+        q = np.concatenate([c.column("query_idx").to_numpy() for c in cand])
+        d = np.concatenate([c.column("doc_idx").to_numpy() for c in cand])
+        synthetic = {int(i): data.doc_texts[i] for i in np.unique(d) if i >= data.corpus_size}
+        return Mined(q, d, time.perf_counter() - start, synthetic=synthetic)
+
+    return Recipe(f"synthetic {ratio:g} ({Path(generator).name}) + hnmine defaults", "synthetic", run=run)
+
+
 def main(argv: Sequence[str] | None = None, extra_recipes: Sequence[Recipe] = ()) -> dict[str, list[dict]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nfcorpus", default=str(ROOT.parent / "shared/datasets/nfcorpus"))
@@ -368,8 +422,19 @@ def main(argv: Sequence[str] | None = None, extra_recipes: Sequence[Recipe] = ()
     parser.add_argument("--name", default="false_negatives", help="Output file stem in --out-dir.")
     parser.add_argument("--teacher", default=None,
                         help="A cross-encoder (path or name) to add as teacher points, each with every rule.")
+    parser.add_argument("--generator", default=None,
+                        help="Add a synthetic-negatives point (hnmine synth): a local causal LM, or with "
+                             "--generator-url the model name on an OpenAI-compatible server.")
+    parser.add_argument("--generator-url", default=None)
+    parser.add_argument("--synthetic-ratio", type=float, default=0.4)
+    parser.add_argument("--synthetic-scorer", default=None, help="Teacher that verifies synthetic negatives "
+                                                                 "(cross-encoder:PATH or bi-encoder:NAME).")
+    parser.add_argument("--prompt-template", default=None, help="qa | claim | FILE (default: claim on SciFact).")
     args = parser.parse_args(argv)
     recipes = [*RECIPES, *extra_recipes, *(teacher_recipes(args.teacher) if args.teacher else [])]
+    if args.generator:
+        recipes.append(synthetic_recipe(args.generator, args.generator_url, args.synthetic_ratio,
+                                        args.synthetic_scorer, args.prompt_template, args.seed))
     if args.recipes:
         words = [w.strip().lower() for w in args.recipes.split(",")]
         recipes = [r for r in recipes if any(w in r.name.lower() for w in words)]

@@ -476,3 +476,24 @@ def test_generation_cache_round_trip(tmp_path):
     cache.put_many({"a": "x", "b": "y"})
     assert GenerationCache(tmp_path).get_many(["a", "b", "c"]) == {"a": "x", "b": "y"}
     assert GenerationCache(tmp_path, enabled=False).get_many(["a"]) == {}
+
+
+def test_false_negatives_benchmark_accepts_a_generator(tiny_gpt2, small_inputs, tmp_path):
+    """The frontier benchmark's generator hook: synthetic rows measured from their text, kept out of the FN rate."""
+    import importlib.util
+
+    from hnmine.io import load_qrels_inputs
+
+    spec = importlib.util.spec_from_file_location("fn_bench", SAMPLE.parent / "benchmarks" / "false_negatives.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = load_qrels_inputs(small_inputs / "queries.parquet", small_inputs / "corpus.parquet",
+                             small_inputs / "qrels.parquet")
+    relevant = {(q, int(data.positives_of(q)[0])) for q in range(data.num_queries)}
+    setting = bench.Setting("small", data, relevant)
+    setting.embed()
+    row = bench.measure(bench.synthetic_recipe(tiny_gpt2, ratio=0.4, min_similarity=None), setting, tmp_path)
+    assert row["synthetic"] > 0 and row["negatives"] > row["synthetic"]
+    assert row["fn_rate"] == 0.0  # positives are never emitted; synthetic rows are not judged
+    assert data.corpus_size == data.num_docs  # the recipe ran on a copy: the shared data gained no documents
+    assert row["mean_rank"] >= 1
