@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -478,7 +479,7 @@ def test_generation_cache_round_trip(tmp_path):
     assert GenerationCache(tmp_path, enabled=False).get_many(["a"]) == {}
 
 
-def test_false_negatives_benchmark_accepts_a_generator(tiny_gpt2, small_inputs, tmp_path):
+def test_false_negatives_benchmark_accepts_a_generator(tiny_gpt2, small_inputs, tmp_path, monkeypatch):
     """The frontier benchmark's generator hook: synthetic rows measured from their text, kept out of the FN rate."""
     import importlib.util
 
@@ -486,6 +487,7 @@ def test_false_negatives_benchmark_accepts_a_generator(tiny_gpt2, small_inputs, 
 
     spec = importlib.util.spec_from_file_location("fn_bench", SAMPLE.parent / "benchmarks" / "false_negatives.py")
     bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fn_bench", bench)  # dataclasses look their module up while being defined
     spec.loader.exec_module(bench)
     data = load_qrels_inputs(small_inputs / "queries.parquet", small_inputs / "corpus.parquet",
                              small_inputs / "qrels.parquet")
