@@ -346,7 +346,7 @@ class SyntheticNegatives(EncoderSettings):
         if column not in positives.column_names:
             positives = set_column(positives, column, self._positive_teacher_scores(batch), pa.float32())
         if not new_q:
-            return CandidateBatch(batch.data, batch.queries, table, positives)
+            return batch.with_scored(table, positives)
         values = {"query_idx": np.array(new_q), "doc_idx": batch.data.add_synthetic(new_text),
                   "rank": np.array(new_rank), "score": np.array(new_cos), "retriever": [SYNTHETIC] * len(new_q),
                   column: np.array(new_teacher), "filled": np.zeros(len(new_q), dtype=bool)}
@@ -359,5 +359,4 @@ class SyntheticNegatives(EncoderSettings):
             else:
                 added[f.name] = pa.nulls(len(new_q), f.type)
         synthetic_rows = pa.table(added, schema=table.schema)
-        return CandidateBatch(batch.data, batch.queries, sort_candidates(pa.concat_tables([table, synthetic_rows])),
-                              positives)
+        return batch.with_scored(sort_candidates(pa.concat_tables([table, synthetic_rows])), positives)
