@@ -494,7 +494,8 @@ def test_false_negatives_benchmark_accepts_a_generator(tiny_gpt2, small_inputs, 
     relevant = {(q, int(data.positives_of(q)[0])) for q in range(data.num_queries)}
     setting = bench.Setting("small", data, relevant)
     setting.embed()
-    row = bench.measure(bench.synthetic_recipe(tiny_gpt2, ratio=0.4, min_similarity=None), setting, tmp_path)
+    recipe = bench.synthetic_recipe(tiny_gpt2, ratio=0.4, min_similarity=None, max_new_tokens=12)
+    row = bench.measure(recipe, setting, tmp_path)
     assert row["synthetic"] > 0 and row["negatives"] > row["synthetic"]
     assert row["fn_rate"] == 0.0  # positives are never emitted; synthetic rows are not judged
     assert data.corpus_size == data.num_docs  # the recipe ran on a copy: the shared data gained no documents

@@ -84,7 +84,10 @@ class LocalCausalLM:
 
         tokenizer, model, target = load_causal_lm(self.model, self.device)
         limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-        max_input = max(8, limit - self.sampling.max_new_tokens) if limit else None
+        max_input = limit - self.sampling.max_new_tokens if limit else None
+        if max_input is not None and max_input < 16:
+            raise GenerationError(f"generator {self.model!r}: --max-new-tokens {self.sampling.max_new_tokens} leaves "
+                                  f"no room for the prompt in the model's {limit} positions")
         eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
             else tokenizer.eos_token_id
         config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=self.sampling.max_new_tokens,
