@@ -51,7 +51,8 @@ class GpuMemoryPoller:
     """Peak device memory in use while a run lasts, minus the baseline before it (nvidia-smi, device-wide)."""
 
     def __init__(self, device: int = 0) -> None:
-        self.device, self.peak, self.baseline = device, 0.0, self._used()
+        self.device = device
+        self.peak = self.baseline = self._used()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
