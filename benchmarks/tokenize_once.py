@@ -62,6 +62,40 @@ def run(texts: list[str], once: bool, dtype: str, batch_size: int) -> tuple[np.n
                  "tokenized_once": encoder.tokenized_once}
 
 
+def tokenizer_only(texts: list[str], dtype: str, batch_size: int, repeats: int) -> dict:
+    """The tokenizing work alone, without the model: what the GPU waits on while the CPU tokenizes.
+
+    once: ``TokenizedTexts.build`` (one pass, truncated ids and overflow), the first batch's check against the
+    model's ``preprocess``, and padding every batch. twice: ``token_lengths`` (untruncated pass) then the model's
+    ``preprocess`` for every batch, as ``encode`` does. Same length order and batches; alternated repeats.
+    """
+    from hnmine.encoder import TokenizedTexts, token_lengths
+
+    model = load_sentence_transformer("all-MiniLM-L6-v2", None, dtype)
+    limit = model.max_seq_length
+
+    def once() -> None:
+        tokens = TokenizedTexts.build(model, texts, limit)
+        order = np.argsort(-tokens.lengths, kind="stable")
+        tokens.matching_extras(model, order[:batch_size], [texts[i] for i in order[:batch_size]], "")
+        for start in range(0, len(texts), batch_size):
+            tokens.features(order[start:start + batch_size])
+
+    def twice() -> None:
+        order = np.argsort(-np.minimum(token_lengths(model, texts), limit), kind="stable")
+        for start in range(0, len(texts), batch_size):
+            model.preprocess([texts[i] for i in order[start:start + batch_size]])
+
+    seconds: dict[str, list[float]] = {"once": [], "twice": []}
+    for rep in range(repeats):
+        for name, func in ((("once", once), ("twice", twice)) if rep % 2 == 0 else (("twice", twice), ("once", once))):
+            start = time.perf_counter()
+            func()
+            seconds[name].append(time.perf_counter() - start)
+    return {"seconds": seconds, "median_once_s": statistics.median(seconds["once"]),
+            "median_twice_s": statistics.median(seconds["twice"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scifact", type=Path, default=DEFAULT_DIR)
@@ -70,12 +104,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tokenizer-docs", type=int, default=2000,
+                        help="passages for the tokenizer-only comparison (no model, so it can be larger)")
+    parser.add_argument("--tokenizer-only", action="store_true", help="skip the cold encoding runs")
     args = parser.parse_args(argv)
 
     with (args.scifact / "corpus.jsonl").open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     texts = [f"{r.get('title', '')} {r['text']}".strip() for r in rows[: args.docs]]
     dtype = resolve_dtype(args.dtype, None)
+    tok_texts = [f"{r.get('title', '')} {r['text']}".strip() for r in rows[: args.tokenizer_docs]]
+    tok = tokenizer_only(tok_texts, dtype, args.batch_size, args.repeats)
+    print(f"tokenizing only, {len(tok_texts):,} passages, {args.repeats} alternated repeats: once "
+          f"{tok['median_once_s']:.2f} s, twice {tok['median_twice_s']:.2f} s, once/twice "
+          f"{tok['median_once_s'] / tok['median_twice_s']:.2f}x (runs: {tok['seconds']})", flush=True)
+    if args.tokenizer_only:
+        if args.json:
+            args.json.write_text(json.dumps({"tokenizer_only": tok, "tokenizer_docs": len(tok_texts)}, indent=2)
+                                 + "\n", encoding="utf-8")
+        return 0
     load_sentence_transformer("all-MiniLM-L6-v2", None, dtype)  # loading is not what is measured
     results: dict[str, list[dict]] = {"twice": [], "once": []}
     embeddings = {}
@@ -101,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
           f"identical embeddings: {identical}")
     if args.json:
         args.json.write_text(json.dumps({"docs": len(texts), "dtype": dtype, "repeats": args.repeats,
-                                         "runs": results, "median": summary, "identical": identical}, indent=2)
+                                         "runs": results, "median": summary, "identical": identical,
+                                         "tokenizer_only": tok, "tokenizer_docs": len(tok_texts)}, indent=2)
                              + "\n", encoding="utf-8")
     return 0 if identical else 1
 
