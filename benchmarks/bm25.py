@@ -135,6 +135,8 @@ def child_main(args: argparse.Namespace) -> int:
     result["wall_s"] = time.perf_counter() - start
     result["peak_rss_mib"] = peak_rss_mib()
     result["peak_rss_children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    result["cpu_s"] = sum(u.ru_utime + u.ru_stime for u in usage)  # both cores' seconds, worker processes included
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
