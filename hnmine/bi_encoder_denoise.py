@@ -63,8 +63,8 @@ class BiEncoderDenoiser(EncoderSettings):
         if self._data is data:
             return
         encoder = self.encoder()
-        self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
-        self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
+        self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt, label="teacher: passages")
+        self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt, label="teacher: queries")
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"bi-encoder {self.model!r}: query and passage embeddings differ in dimension")
         self._data = data

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
+from hnmine import progress
 from hnmine.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
@@ -55,7 +56,8 @@ class BM25Retriever:
             return
         if self.backend not in BACKENDS:
             raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
-        self._index = self._cached_index(data)
+        with progress.phase("index (BM25)", total=data.num_docs, unit="docs"):
+            self._index = self._cached_index(data)
         if isinstance(self._index, SparseBM25Index):
             self._index.threads = usable_cpus()  # queries are scored on every core the process may use
         self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)

@@ -54,6 +54,13 @@ class ChunkCheckpoint:
         stem = self.dir / f"chunk-{chunk:07d}"
         return stem.with_suffix(".parquet"), stem.with_suffix(".jsonl"), stem.with_suffix(".json")
 
+    def finished(self, chunk: int) -> bool:
+        """Whether ``chunk`` is in the checkpoint (``load`` would return it)."""
+        if not self.enabled:
+            return False
+        self._open(create=False)
+        return self._paths(chunk)[2].exists()
+
     def load(self, chunk: int) -> tuple[pa.Table | list[str], int, dict] | None:
         """A finished chunk's formatted output, rows dropped by the format, and counts; None if not finished."""
         if not self.enabled:

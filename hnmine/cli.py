@@ -13,9 +13,8 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hnmine import __version__
+from hnmine import __version__, progress
 from hnmine.ambiguous import parse_zone
 from hnmine.checkpoint import ChunkCheckpoint, fingerprint
 from hnmine.config import load_pipeline, pipeline_to_toml
@@ -71,19 +70,17 @@ def _guarded(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _quiet_libraries(quiet: bool) -> None:
-    import hnmine.encoder
-
-    hnmine.encoder.SHOW_PROGRESS = not quiet
-    if quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # for tqdm imported after this point (model loading bars)
+def _display(quiet: bool) -> progress.Display | None:
+    """The run's one progress display (bars on a terminal, a line per phase elsewhere); libraries draw none."""
+    progress.quiet_libraries()
+    return progress.display_for(err, quiet)
 
 
-def _progress(total: int, description: str, quiet: bool) -> Progress:
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=quiet, transient=False)
-    progress.add_task(description, total=total)
-    return progress
+def _read(load: Callable[[], MiningData]) -> MiningData:
+    with progress.phase("read") as step:
+        data = load()
+        step.set_note(f"{data.num_queries:,} queries, {data.num_docs:,} documents")
+    return data
 
 
 def _ray_engine(engine: str, address: str | None, workers: int | None, shards: int | None) -> Any:
@@ -362,7 +359,6 @@ def mine(
 ) -> None:
     """Mine hard negatives: retrieve, exclude positives, filter, select, write."""
     started = time.time()
-    _quiet_libraries(quiet)
     columns = ColumnNames(query_id=query_id_column, query=query_column, doc_id=doc_id_column, text=text_column,
                           title=title_column, qrels_query_id=query_id_column, qrels_doc_id=doc_id_column,
                           qrels_score=qrels_score_column, pairs_positive=positive_column,
@@ -411,7 +407,7 @@ def mine(
         out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
                                                                                                  format)
         build()  # options are checked before any data is read
-        data = _load(queries, corpus, qrels, pairs, beir, split, columns, strict)
+        data = _read(lambda: _load(queries, corpus, qrels, pairs, beir, split, columns, strict))
         pipeline = build(int(data.positive_counts.max()))
         if hide_fraction is not None:
             data, hidden = hide_positives(data, hide_fraction, seed)
@@ -427,22 +423,26 @@ def mine(
             "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns,
         }), enabled=resume and hide_fraction is None)
         pipeline.start(data)
+        chunks = pipeline.chunks(data)
+        if not all(checkpoint.finished(i) for i in range(len(chunks))):
+            pipeline.prepare(data)  # encoding and indexes are phases of their own, before mining starts
         with atomic_path(out) if ray_run is None else ray_run.output_dir(out) as tmp:
             writer = MinedWriter(tmp, format, n, audit_columns) if ray_run is None else ray_run.writer(
                 tmp, format, n, audit_columns)
-            with writer, _progress(data.num_queries, "mining queries", quiet) as progress:
-                task = progress.task_ids[0]
-                for i, chunk in enumerate(pipeline.chunks(data)):
-                    done = checkpoint.load(i)
-                    if done is not None:
-                        payload, dropped, counts = done
-                        pipeline.report.add_chunk(counts)
-                    else:
-                        batch, counts = pipeline.run_chunk(data, chunk)
-                        payload, dropped = writer.format(batch)
-                        checkpoint.save(i, payload, dropped, counts)
-                    writer.write_formatted(payload, dropped)
-                    progress.advance(task, len(chunk))
+            with writer:
+                with progress.phase("mine", total=data.num_queries, unit="queries") as step:
+                    for i, chunk in enumerate(chunks):
+                        done = checkpoint.load(i)
+                        if done is not None:
+                            payload, dropped, counts = done
+                            pipeline.report.add_chunk(counts)
+                        else:
+                            batch, counts = pipeline.run_chunk(data, chunk)
+                            payload, dropped = writer.format(batch)
+                            checkpoint.save(i, payload, dropped, counts)
+                        writer.write_formatted(payload, dropped)
+                        step.advance(len(chunk))
+                writing = progress.begin("write", unit="rows")
         checkpoint.clear()
         pipeline.collect_notes()
         if split_tiers:
@@ -466,12 +466,19 @@ def mine(
             manifest["engine"] = ray_run.describe()
             ray_run.close()
         write_json_atomic(manifest_path(out), manifest)
-        if not quiet:
-            print_summary(report, err)
-            err.print(f"wrote {out} ({report.rows_written:,} rows) and {manifest_path(out)}", highlight=False,
-                      soft_wrap=True)
+        writing.advance(report.rows_written)
+        writing.finish()
+        return report, out
 
-    _guarded(run)
+    def run_shown() -> tuple[MiningReport, Path]:
+        with progress.use(_display(quiet)):
+            return run()
+
+    report, out = _guarded(run_shown)
+    if not quiet:  # after the display has closed, so the summary follows its last line
+        print_summary(report, err)
+        err.print(f"wrote {out} ({report.rows_written:,} rows) and {manifest_path(out)}", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -528,9 +535,8 @@ def denoise(
     Each distinct (query, passage) pair is scored once.
     """
     started = time.time()
-    _quiet_libraries(quiet)
 
-    def run() -> None:
+    def run() -> tuple[MiningReport, str]:
         ray_run = _ray_engine(engine, ray_address, ray_workers, None)
         out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
                                                                                                  "triplet")
@@ -540,15 +546,18 @@ def denoise(
         denoiser = build_denoiser(teacher, max_score, margin, max_ratio, batch_size=batch_size, device=device,
                                   max_length=max_length, dtype=dtype, max_z=max_z, spread_margin=spread_margin)
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
-        triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
+        with progress.phase("read") as step:
+            triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
+            step.set_note(f"{triplets.table.num_rows:,} rows, {triplets.data.num_queries:,} queries")
         data = triplets.data
         if ray_run is not None:
             ray_run.prepare_denoise(pipeline, triplets, chunk_size)  # every pair scored on Ray, in one pass
         report: MiningReport = pipeline.report
-        with _progress(data.num_queries, "denoising queries", quiet) as progress:
-            table, kept_pairs = denoise_triplets(triplets, pipeline, chunk_size,
-                                                 on_chunk=lambda k: progress.advance(progress.task_ids[0], k),
+        pipeline.prepare(data)  # a bi-encoder teacher encodes here, as phases of its own
+        with progress.phase("denoise", total=data.num_queries, unit="queries") as step:
+            table, kept_pairs = denoise_triplets(triplets, pipeline, chunk_size, on_chunk=step.advance,
                                                  score_column=denoiser.score_column)
+        writing = progress.begin("write", unit="rows")
         with atomic_path(out) if ray_run is None else ray_run.output_dir(out) as tmp:
             import pyarrow.parquet as pq
 
@@ -572,13 +581,20 @@ def denoise(
             manifest["engine"] = ray_run.describe()
             ray_run.close()
         write_json_atomic(manifest_path(out), manifest)
-        if not quiet:
-            print_summary(report, err, title="hnmine denoise")
-            scored = f"{pairs_scored:,} cross-encoder pair evaluations; " if pairs_scored is not None else ""
-            err.print(f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; {scored}wrote {out} and "
-                      f"{manifest_path(out)}", highlight=False, soft_wrap=True)
+        writing.advance(table.num_rows)
+        writing.finish()
+        scored = f"{pairs_scored:,} cross-encoder pair evaluations; " if pairs_scored is not None else ""
+        return report, (f"kept {table.num_rows:,} of {triplets.table.num_rows:,} rows; {scored}wrote {out} and "
+                        f"{manifest_path(out)}")
 
-    _guarded(run)
+    def run_shown() -> tuple[MiningReport, str]:
+        with progress.use(_display(quiet)):
+            return run()
+
+    report, done = _guarded(run_shown)
+    if not quiet:  # after the display has closed, so the summary follows its last line
+        print_summary(report, err, title="hnmine denoise")
+        err.print(done, highlight=False, soft_wrap=True)
 
 
 def write_tier_files(path: Path, overwrite: bool, column: str = "tier") -> list[Path]:

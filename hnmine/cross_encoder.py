@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine import encoder
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.encoder import looks_like_missing_path
 from hnmine.errors import InputError
@@ -94,8 +93,7 @@ class CrossEncoderScorer:
         else:
             model = load_cross_encoder(self.model, self.device, self.max_length)
             scores = model.predict(inputs, batch_size=self.batch_size,
-                                   show_progress_bar=encoder.SHOW_PROGRESS and self.show_progress
-                                   and len(inputs) > self.batch_size)
+                                   show_progress_bar=False)  # the run's display counts queries, not pairs
         self.pairs_scored += len(inputs)
         return np.asarray(scores, dtype=np.float64).reshape(-1)[inverse.reshape(-1)]
 

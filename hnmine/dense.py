@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from hnmine import progress
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.encoder import EncoderSettings, primary_device, resolve_dtype
@@ -153,12 +154,12 @@ class DenseRetriever(EncoderSettings):
         if self.corpus_embeddings:
             self._doc_emb = load_embeddings(self.corpus_embeddings, data.doc_ids, "doc_id")
         else:
-            self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt)
+            self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt, label="encode corpus")
             self._notes["passages truncated by the encoder"] = encoder.truncated
         if self.query_embeddings:
             self._query_emb = load_embeddings(self.query_embeddings, data.query_ids, "query_id")
         else:
-            self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt)
+            self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt, label="encode queries")
             self._notes["queries truncated by the encoder"] = encoder.truncated
         self._notes["encoder seconds (cache misses only)"] = round(encoder.seconds, 2)
         if not (self.corpus_embeddings and self.query_embeddings):
@@ -166,6 +167,12 @@ class DenseRetriever(EncoderSettings):
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"query embeddings have dimension {self._query_emb.shape[1]}, corpus embeddings "
                              f"{self._doc_emb.shape[1]}")
+        with progress.phase("index (dense)", total=len(self._doc_emb), unit="vectors"):
+            self._build_search()
+        self._data = data
+
+    def _build_search(self) -> None:
+        assert self._doc_emb is not None
         backend = self.search_backend()
         if backend == "torch":
             from hnmine.torch_search import TorchExactSearch
@@ -182,7 +189,6 @@ class DenseRetriever(EncoderSettings):
             stored = stored_vectors(self._index)
             if stored is not None:
                 self._doc_emb = stored  # one copy of the corpus vectors, not two (1.5 GB at 1M x 384)
-        self._data = data
 
     def _to_faiss_gpu(self, index: Any) -> Any:
         """The flat index copied to the GPU the encoder used (float32, so still exact)."""

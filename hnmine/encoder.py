@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from hnmine import progress
 from hnmine.errors import InputError
 from hnmine.output import atomic_path
-
-# Turned off by ``--quiet``: the encoders' own progress bars (tqdm reads its environment only at import).
-SHOW_PROGRESS = True
 
 BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -158,16 +155,25 @@ class Encoder:
             h.update(b)
         return h.hexdigest()
 
-    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
-        """float32 unit vectors, one row per text (repeated texts are encoded once)."""
+    def encode(self, texts: list[str], prompt: str = "", label: str = "encode") -> np.ndarray:
+        """float32 unit vectors, one row per text (repeated texts are encoded once).
+
+        ``label`` names the step in the run's progress display (``encode corpus``, ``encode queries``).
+        """
         dtype = resolve_dtype(self.dtype, self.device)
         unique: dict[str, int] = {}
         inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
         distinct = list(unique)
+        with progress.phase(label, total=len(distinct), unit="texts") as step:
+            emb = self._encode_distinct(distinct, prompt, dtype, step)
+        return np.asarray(emb[inverse]) if len(distinct) != len(texts) else np.asarray(emb)
+
+    def _encode_distinct(self, distinct: list[str], prompt: str, dtype: str, step: progress.Phase) -> np.ndarray:
         cache_file = self.cache_file(distinct, prompt, dtype)
         cached = self.read_cache(cache_file, len(distinct))
         if cached is not None:
-            return np.asarray(cached[inverse]) if len(distinct) != len(texts) else np.asarray(cached)
+            step.set_note("cached")
+            return cached
         devices = device_list(self.device)
         model = load_sentence_transformer(self.model, primary_device(self.device), dtype)
         limit = getattr(model, "max_seq_length", None)
@@ -183,19 +189,21 @@ class Encoder:
         if devices or lengths is None or not distinct:
             emb = model.encode(
                 distinct, prompt=prompt or None, batch_size=self.batch_size,
-                show_progress_bar=SHOW_PROGRESS and self.show_progress and len(distinct) > self.batch_size,
+                show_progress_bar=False,  # hnmine's display shows the step (a tqdm bar in it breaks lines)
                 convert_to_numpy=False, convert_to_tensor=True, normalize_embeddings=True,
                 **({"device": devices} if devices else {}),
             ).float().cpu().numpy().astype(np.float32, copy=False)
         else:
             emb = self._encode_by_token_length(model, distinct, prompt, np.minimum(lengths, limit or lengths.max()),
-                                               tokens)
+                                               tokens, step)
+        step.advance(len(distinct) - step.done)
         self.seconds += time.perf_counter() - start
         self.write_cache(cache_file, emb)
-        return emb[inverse] if len(distinct) != len(texts) else emb
+        return emb
 
     def _encode_by_token_length(self, model: Any, texts: list[str], prompt: str, lengths: np.ndarray,
-                                tokens: TokenizedTexts | None = None) -> np.ndarray:
+                                tokens: TokenizedTexts | None = None,
+                                step: progress.Phase | None = None) -> np.ndarray:
         """Batches of near-equal token counts: the model pays for padding up to each batch's longest text.
 
         sentence-transformers sorts by *character* length, which pads ~4 % more tokens on SciFact; the token
@@ -209,10 +217,9 @@ class Encoder:
         order = np.argsort(-lengths, kind="stable")
         emb = np.empty((len(texts), 0), dtype=np.float32)
         starts = range(0, len(texts), self.batch_size)
-        show = SHOW_PROGRESS and self.show_progress and len(texts) > self.batch_size
         extra: dict | None = None  # the non-token features of the model's preprocess ("modality", "prompt_length")
         self.tokenized_once = False
-        for start in tqdm(starts, desc="Encoding", unit="batch", disable=not show):
+        for start in starts:
             rows = order[start:start + self.batch_size]
             batch = [texts[i] for i in rows]
             if tokens is not None and extra is None:
@@ -233,6 +240,8 @@ class Encoder:
             if emb.shape[1] == 0:
                 emb = np.empty((len(texts), out.shape[1]), dtype=np.float32)
             emb[rows] = out
+            if step is not None:
+                step.advance(len(rows))
         return emb
 
     def cache_file(self, distinct: list[str], prompt: str, dtype: str) -> Path | None:

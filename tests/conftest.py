@@ -61,3 +61,35 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE
+
+
+def build_tiny_sentence_transformer(root: Path) -> str:
+    """A 1-layer BERT sentence-transformer (mean pooling) saved under ``root``; loads by path, encodes in a blink.
+
+    Random weights: for tests of plumbing (progress, README commands), never of retrieval quality.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from hnmine.encoder import bundled_model_path
+
+    bert = root / "bert"
+    bert.mkdir(parents=True)
+    shutil.copy(Path(bundled_model_path()) / "vocab.txt", bert / "vocab.txt")
+    # 512 positions like MiniLM's, so any max length a command asks for (train-denoiser: 256) fits
+    tokenizer = BertTokenizerFast(vocab_file=str(bert / "vocab.txt"), do_lower_case=True, model_max_length=512)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    word = models.Transformer(str(bert), max_seq_length=128)
+    model = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension())])
+    model.save(str(root / "st"))
+    return str(root / "st")
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_transformer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-st"))
