@@ -31,6 +31,7 @@ class Phase:
     note: str = ""
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None
+    failed: bool = False
     _display: Display | None = field(default=None, repr=False)
     _handle: Any = field(default=None, repr=False)
 
@@ -55,7 +56,7 @@ class Phase:
         if self.ended is not None:
             return
         self.ended = time.perf_counter()
-        if self.total is not None and self.done < self.total:
+        if self.total is not None and self.done < self.total and not self.failed:
             self.done = self.total
         if self._display is not None:
             self._display.finish(self)
@@ -89,8 +90,11 @@ def phase(name: str, total: int | None = None, unit: str = "items") -> Iterator[
     p = begin(name, total, unit)
     try:
         yield p
-    finally:
+    except BaseException:
+        p.failed = True  # the error is the run's last line, not a phase that seems to have finished
         p.finish()
+        raise
+    p.finish()
 
 
 def active() -> bool:
@@ -171,6 +175,8 @@ class LineDisplay:
 
     def finish(self, phase: Phase) -> None:
         self._last.pop(id(phase), None)
+        if phase.failed:
+            return
         self.console.print(self._line(phase, finished=True), highlight=False, markup=False, soft_wrap=True)
 
     def close(self) -> None:
@@ -204,6 +210,9 @@ class RichDisplay:
         self.progress.update(phase._handle, total=phase.total, completed=phase.done, **self._fields(phase))
 
     def finish(self, phase: Phase) -> None:
+        if phase.failed:
+            self.progress.remove_task(phase._handle)
+            return
         total = phase.total if phase.total is not None else max(phase.done, 1)
         self.progress.update(phase._handle, total=total, completed=max(phase.done, total) if phase.total is None
                              else phase.done, **self._fields(phase))
