@@ -98,6 +98,18 @@ def _ray_engine(engine: str, address: str | None, workers: int | None, shards: i
     return RayEngine(address=address, workers=workers, shards=shards)
 
 
+def flagembedding_manifest(pipeline: Pipeline, unusable: int) -> dict[str, Any]:
+    """What a FlagEmbedding user must know: the scale of pos_scores/neg_scores, and the queries left out."""
+    retriever = pipeline.stages[0].kind if pipeline.stages else "unknown"
+    if any(isinstance(s, CrossEncoderDenoiser) for s in pipeline.stages):
+        scale = "cross-encoder score (the --cross-encoder model's own output scale)"
+    else:
+        scale = {"dense": "cosine similarity of the dense retriever", "bm25": "BM25 score",
+                 "hybrid": "reciprocal-rank-fusion score"}.get(retriever, f"{retriever} retriever score")
+    return {"scores": scale, "queries_without_negatives_not_written": unusable,
+            "note": "records with no negative would crash FlagEmbedding's loader (it divides by len(neg))"}
+
+
 def _load(queries: Path | None, corpus: Path | None, qrels: Path | None, pairs: Path | None,
           beir: Path | None, split: str, columns: ColumnNames, strict: bool) -> MiningData:
     given = [n for n, v in (("--pairs", pairs), ("--beir", beir), ("--queries/--qrels", queries or qrels)) if v]
@@ -183,6 +195,10 @@ def mine(
                                                 rich_help_panel=OUTPUT)] = None,
     format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
                                         rich_help_panel=OUTPUT)] = "triplet",
+    prompt: Annotated[str | None, typer.Option(
+        help="--format flagembedding: a 'prompt' field on every record, the query instruction FlagEmbedding's "
+             "trainer prepends (when query_instruction_for_retrieval is set). Default: none.",
+        rich_help_panel=OUTPUT)] = None,
     audit_columns: Annotated[bool, typer.Option(
         help="Add ids, ranks and scores after the text columns. --no-audit-columns writes only what a trainer "
              "reads.", rich_help_panel=OUTPUT)] = True,
@@ -406,6 +422,8 @@ def mine(
         ray_run = _ray_engine(engine, ray_address, ray_workers, ray_shards)
         out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
                                                                                                  format)
+        if prompt is not None and format != "flagembedding":
+            raise InputError("--prompt is FlagEmbedding's per-record field; it needs --format flagembedding")
         build()  # options are checked before any data is read
         data = _read(lambda: _load(queries, corpus, qrels, pairs, beir, split, columns, strict))
         pipeline = build(int(data.positive_counts.max()))
@@ -420,14 +438,14 @@ def mine(
             ray_run.prepare_mine(pipeline, data)  # encode, search, cross-encode on Ray; stages get the results
         checkpoint = ChunkCheckpoint(out, fingerprint({
             "version": __version__, "inputs": {k: input_entry(v) for k, v in data.source.items()},
-            "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns,
+            "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns, "prompt": prompt,
         }), enabled=resume and hide_fraction is None)
         pipeline.start(data)
         chunks = pipeline.chunks(data)
         if not all(checkpoint.finished(i) for i in range(len(chunks))):
             pipeline.prepare(data)  # encoding and indexes are phases of their own, before mining starts
         with atomic_path(out) if ray_run is None else ray_run.output_dir(out) as tmp:
-            writer = MinedWriter(tmp, format, n, audit_columns) if ray_run is None else ray_run.writer(
+            writer = MinedWriter(tmp, format, n, audit_columns, prompt) if ray_run is None else ray_run.writer(
                 tmp, format, n, audit_columns)
             with writer:
                 with progress.phase("mine", total=data.num_queries, unit="queries") as step:
@@ -458,8 +476,11 @@ def mine(
         report.rows_written, report.rows_dropped_by_format = writer.rows_written, writer.rows_dropped
         options = {k: v for k, v in vars(opts).items() if k != "dense"}
         options["dense"] = stage_options(opts.dense)
-        options.update(format=format, audit_columns=audit_columns, config=str(config) if config else None)
+        options.update(format=format, audit_columns=audit_columns, config=str(config) if config else None,
+                       prompt=prompt)
         manifest = build_manifest("mine", pipeline, report, options, data.source, out, started)
+        if format == "flagembedding":
+            manifest["flagembedding"] = flagembedding_manifest(pipeline, report.rows_dropped_by_format)
         manifest["cross_encoder_pairs_scored"] = sum(
             s.pairs_scored for s in pipeline.stages if isinstance(s, CrossEncoderDenoiser))
         if ray_run is not None:

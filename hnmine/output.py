@@ -279,34 +279,53 @@ def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
     return pa.table(cols)
 
 
-def flagembedding_lines(batch: CandidateBatch, audit: bool = True) -> list[str]:
-    """FlagEmbedding's training jsonl: ``{"query", "pos": [...], "neg": [...]}`` per query.
+def flagembedding_score_column(batch: CandidateBatch) -> str:
+    """The scale ``pos_scores`` / ``neg_scores`` carry: the cross-encoder's where there is one, else the retriever's."""
+    cand, pos = batch.candidates, batch.positives
+    return "ce_score" if "ce_score" in cand.column_names and "ce_score" in pos.column_names else "score"
 
-    With a cross-encoder, ``pos_scores`` / ``neg_scores`` carry its scores, the fields FlagEmbedding
-    reads for distillation.
+
+def _json_scores(values: np.ndarray) -> list[float | None]:
+    """Rounded scores; a negative without a score (random fill) is null, since JSON has no NaN."""
+    return [round(float(s), 6) if np.isfinite(s) else None for s in values]
+
+
+def flagembedding_lines(batch: CandidateBatch, audit: bool = True, prompt: str | None = None) -> tuple[list[str], int]:
+    """FlagEmbedding's training jsonl: ``{"query", "pos": [...], "neg": [...], "pos_scores", "neg_scores"}``.
+
+    Only records its trainer can use are written: a query left without negatives would be ``"neg": []``, on which
+    FlagEmbedding's dataset divides by ``len(neg)``; such queries are counted and returned instead. Scores are
+    always written (``knowledge_distillation=True`` requires them), on the scale ``flagembedding_score_column``
+    names; the manifest says which. ``prompt`` is FlagEmbedding's per-record query instruction.
     """
     data, cand = batch.data, batch.candidates
     pos, relabeled = written_positives(batch)
     cq, cd = _col(cand, "query_idx"), _col(cand, "doc_idx")
     pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
-    has_ce = "ce_score" in cand.column_names and "ce_score" in pos.column_names
+    column = flagembedding_score_column(batch)
+    cand_scores = _col(cand, column) if column in cand.column_names else np.full(cand.num_rows, np.nan)
+    pos_scores = _col(pos, column) if column in pos.column_names else np.full(pos.num_rows, np.nan)
     lines = []
+    unusable = 0
     for q in batch.queries.tolist():
         prow, nrow = np.flatnonzero(pq_ == q), np.flatnonzero(cq == q)
+        if not len(prow) or not len(nrow):
+            unusable += 1
+            continue
         record: dict = {"query": data.query_texts[q], "pos": [data.doc_texts[i] for i in pd_[prow]],
-                        "neg": [data.doc_texts[i] for i in cd[nrow]]}
+                        "neg": [data.doc_texts[i] for i in cd[nrow]],
+                        "pos_scores": _json_scores(pos_scores[prow]), "neg_scores": _json_scores(cand_scores[nrow])}
         if relabeled is not None:
             record["pos_relabeled"] = relabeled[prow].tolist()
-        if has_ce:
-            record["pos_scores"] = [round(float(s), 6) for s in _col(pos, "ce_score")[prow]]
-            record["neg_scores"] = [round(float(s), 6) for s in _col(cand, "ce_score")[nrow]]
+        if prompt is not None:
+            record["prompt"] = prompt
         if audit:
             record["query_id"] = data.query_ids[q]
             record["pos_ids"] = [data.doc_ids[i] for i in pd_[prow]]
             record["neg_ids"] = [data.doc_ids[i] for i in cd[nrow]]
             record["neg_sources"] = _sources(data, cd[nrow]).to_pylist()
         lines.append(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
-    return lines
+    return lines, unusable
 
 
 # json.dumps escapes control characters but leaves these raw with ensure_ascii=False; str.splitlines (and so
@@ -318,12 +337,16 @@ _LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 class MinedWriter:
     """Streams batches into one output file of the chosen layout; call ``close`` to publish it."""
 
-    def __init__(self, tmp_path: Path, fmt: str, num_negatives: int | None = None, audit: bool = True) -> None:
+    def __init__(self, tmp_path: Path, fmt: str, num_negatives: int | None = None, audit: bool = True,
+                 prompt: str | None = None) -> None:
         if fmt not in FORMATS:
             raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
         if fmt == "n-tuple" and not num_negatives:
             raise InputError("--format n-tuple needs --num-negatives")
+        if prompt is not None and fmt != "flagembedding":
+            raise InputError("--prompt is FlagEmbedding's per-record field; it needs --format flagembedding")
         self.tmp_path, self.fmt, self.num_negatives, self.audit = tmp_path, fmt, num_negatives, audit
+        self.prompt = prompt
         self.rows_written = 0
         self.rows_dropped = 0
         self._parquet: pq.ParquetWriter | None = None
@@ -335,7 +358,7 @@ class MinedWriter:
     def format(self, batch: CandidateBatch) -> tuple[pa.Table | list[str], int]:
         """The batch in this layout, and how many (query, positive) rows the layout could not hold."""
         if self.fmt == "flagembedding":
-            return flagembedding_lines(batch, self.audit), 0
+            return flagembedding_lines(batch, self.audit, self.prompt)
         if self.fmt == "triplet":
             return triplet_table(batch, self.audit), 0
         if self.fmt == "labeled-pair":

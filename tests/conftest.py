@@ -93,3 +93,23 @@ def build_tiny_sentence_transformer(root: Path) -> str:
 @pytest.fixture(scope="session")
 def tiny_sentence_transformer(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-st"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 1-layer BERT saved to disk; SentenceTransformer(path) loads it with mean pooling, like any local model."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from hnmine.encoder import bundled_model_path
+
+    path = tmp_path_factory.mktemp("tiny-bi-encoder")
+    vocab = path / "vocab.txt"
+    shutil.copy(Path(bundled_model_path()) / "vocab.txt", vocab)
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=128)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
