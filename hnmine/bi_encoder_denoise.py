@@ -40,6 +40,7 @@ class BiEncoderDenoiser(EncoderSettings):
     spread_margin: float | None = None
     relabel: bool = False
     max_false_negatives: int | None = None
+    min_score: float | None = None
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)
     _doc_emb: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -53,7 +54,8 @@ class BiEncoderDenoiser(EncoderSettings):
                              "similarity here, which lies in [-1, 1]")
         self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE_COLUMN,
                                            max_z=self.max_z, spread_margin=self.spread_margin,
-                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives)
+                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives,
+                                           min_score=self.min_score)
 
     def notes(self) -> dict[str, int]:
         return self._filter.notes() if self._filter else {}
@@ -63,8 +65,9 @@ class BiEncoderDenoiser(EncoderSettings):
         if self._data is data:
             return
         encoder = self.encoder()
-        self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt, label="teacher: passages")
-        self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt, label="teacher: queries")
+        query_prompt, corpus_prompt = self.prompts(encoder)
+        self._doc_emb = encoder.encode(data.doc_texts, prompt=corpus_prompt, label="teacher: passages")
+        self._query_emb = encoder.encode(data.query_texts, prompt=query_prompt, label="teacher: queries")
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"bi-encoder {self.model!r}: query and passage embeddings differ in dimension")
         self._data = data

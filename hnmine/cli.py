@@ -244,6 +244,15 @@ def mine(
                                               rich_help_panel=DENSE)] = "",
     corpus_prompt: Annotated[str, typer.Option(help="Prefix for passages, e.g. 'passage: '.",
                                                rich_help_panel=DENSE)] = "",
+    query_prompt_name: Annotated[str | None, typer.Option(
+        help="A prompt of the model's own (its 'prompts' config, e.g. 'query') for queries, instead of "
+             "--query-prompt. Default: none.", rich_help_panel=DENSE)] = None,
+    corpus_prompt_name: Annotated[str | None, typer.Option(
+        help="A prompt of the model's own for passages (e.g. 'document'). Default: none.",
+        rich_help_panel=DENSE)] = None,
+    max_seq_length: Annotated[int | None, typer.Option(
+        help="Tokens per text the encoder reads (longer texts are truncated; the summary counts them). "
+             "Default: the model's own max_seq_length.", rich_help_panel=DENSE)] = None,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.", rich_help_panel=DENSE)] = 32,
     device: Annotated[str | None, typer.Option(
         help="cpu, cuda, cuda:1, mps; a comma-separated list (cuda:0,cuda:1 or cpu,cpu) encodes with one "
@@ -319,6 +328,13 @@ def mine(
     max_false_negatives: Annotated[int | None, typer.Option(
         help="RLHN: drop a query whole when the false-negative rules remove more than K of its candidates (its "
              "candidate list is mostly relevant). Default: off.", rich_help_panel=DENOISE)] = None,
+    min_score: Annotated[float | None, typer.Option(
+        help="Drop candidates scoring < this: too easy to teach anything (same scale as --max-score). "
+             "Default: off.", rich_help_panel=DENOISE)] = None,
+    include_positives: Annotated[bool, typer.Option(
+        help="Keep the positives in the ranking instead of excluding them (a reranking evaluation set, as "
+             "sentence-transformers' include_positives); needs --format n-tuple, whose negative_i columns are "
+             "then the ranked candidates, positives included.", rich_help_panel=DENOISE)] = False,
     ce_batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = 32,
     ce_max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.",
                                                       rich_help_panel=DENOISE)] = None,
@@ -382,7 +398,9 @@ def mine(
     opts = MineOptions(
         retriever=retriever, num_negatives=num_negatives, range_min=range_min, range_max=range_max, top_k=top_k,
         dense=DenseRetriever(
-            model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt, batch_size=batch_size,
+            model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt,
+            query_prompt_name=query_prompt_name, corpus_prompt_name=corpus_prompt_name,
+            max_seq_length=max_seq_length, batch_size=batch_size,
             device=device, dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None, use_cache=cache,
             index=index, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe, hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
             corpus_embeddings=str(corpus_embeddings) if corpus_embeddings else None,
@@ -392,7 +410,7 @@ def mine(
         cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, ce_max_length=ce_max_length,
         max_score=max_score, margin=margin, max_ratio=max_ratio, max_z=max_z, spread_margin=spread_margin,
         relabel_false_negatives=relabel_false_negatives, max_false_negatives=max_false_negatives,
-        zone=None, sampling=sampling,
+        min_score=min_score, include_positives=include_positives, zone=None, sampling=sampling,
         simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size, triplet_type=triplet_type,
         triplet_margin=triplet_margin, positives_per_query=positives_per_query, fill=fill, tiers=tiers,
         tier_hard=tier_hard, tier_medium=tier_medium, query_clusters=query_clusters, hide_fraction=hide_fraction,
@@ -422,6 +440,9 @@ def mine(
         ray_run = _ray_engine(engine, ray_address, ray_workers, ray_shards)
         out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
                                                                                                  format)
+        if include_positives and format != "n-tuple":
+            raise InputError("--include-positives needs --format n-tuple: in any other layout a positive would "
+                             "be labelled a negative")
         if prompt is not None and format != "flagembedding":
             raise InputError("--prompt is FlagEmbedding's per-record field; it needs --format flagembedding")
         build()  # options are checked before any data is read
@@ -528,6 +549,9 @@ def denoise(
     spread_margin: Annotated[float | None, typer.Option(
         help="Per query: drop rows whose negative scores >= the query's lowest positive score - K x the standard "
              "deviation of the query's negative scores. Default: off.")] = None,
+    min_score: Annotated[float | None, typer.Option(
+        help="Drop rows whose negative's teacher score < T: too easy (the teacher's scale). Default: off.")]
+    = None,
     query_column: Annotated[str, typer.Option(help="Query text column.")] = "query",
     positive_column: Annotated[str, typer.Option(help="Positive text column.")] = "positive",
     negative_column: Annotated[str, typer.Option(help="Negative text column.")] = "negative",
@@ -565,7 +589,8 @@ def denoise(
             raise InputError("give exactly one of --cross-encoder NAME and --scorer KIND:NAME")
         teacher = scorer if scorer is not None else f"cross-encoder:{cross_encoder}"
         denoiser = build_denoiser(teacher, max_score, margin, max_ratio, batch_size=batch_size, device=device,
-                                  max_length=max_length, dtype=dtype, max_z=max_z, spread_margin=spread_margin)
+                                  max_length=max_length, dtype=dtype, max_z=max_z, spread_margin=spread_margin,
+                                  min_score=min_score)
         pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=chunk_size)
         with progress.phase("read") as step:
             triplets = read_triplets(input, TripletColumns(query_column, positive_column, negative_column))
@@ -590,8 +615,8 @@ def denoise(
         report.rows_written = table.num_rows
         report.negatives_emitted = kept_pairs
         options: dict[str, Any] = {"scorer": teacher, "score_column": denoiser.score_column,
-                                   "max_score": max_score, "margin": margin, "max_ratio": max_ratio,
-                                   "max_z": max_z, "spread_margin": spread_margin,
+                                   "max_score": max_score, "min_score": min_score, "margin": margin,
+                                   "max_ratio": max_ratio, "max_z": max_z, "spread_margin": spread_margin,
                                    "batch_size": batch_size, "max_length": max_length}
         manifest = build_manifest("denoise", pipeline, report, options, {"triplets": str(input)}, out, started)
         manifest["rows_in"] = triplets.table.num_rows

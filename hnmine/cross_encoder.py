@@ -125,6 +125,7 @@ class CrossEncoderDenoiser:
     device: str | None = None
     max_length: int | None = None
     needed: int | None = None
+    min_score: float | None = None
     _scorer: CrossEncoderScorer | None = field(default=None, init=False, repr=False)
     _filter: FalseNegativeFilter | None = field(default=None, init=False, repr=False)
     _unscored: int = field(default=0, init=False, repr=False)
@@ -133,7 +134,8 @@ class CrossEncoderDenoiser:
         self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
         self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score",
                                            max_z=self.max_z, spread_margin=self.spread_margin,
-                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives)
+                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives,
+                                           min_score=self.min_score)
 
     @property
     def pairs_scored(self) -> int:
@@ -194,7 +196,8 @@ class CrossEncoderDenoiser:
             rows = np.concatenate([r for _, r in take])
             scores = self._scorer.score(batch, q[rows], d[rows])
             ce[rows] = scores
-            kept = ~false_negative_mask(scores, lowest[q[rows]], self.max_score, self.margin, self.max_ratio)
+            kept = ~false_negative_mask(scores, lowest[q[rows]], self.max_score, self.margin, self.max_ratio,
+                                        min_score=self.min_score)
             keep[rows] = kept
             groups = np.concatenate([np.full(len(r), g) for g, r in take])
             survivors += np.bincount(groups, weights=kept, minlength=len(survivors)).astype(np.int64)

@@ -151,15 +151,16 @@ class DenseRetriever(EncoderSettings):
         if self._data is data:
             return
         encoder = self.encoder()
+        query_prompt, corpus_prompt = self.prompts(encoder)
         if self.corpus_embeddings:
             self._doc_emb = load_embeddings(self.corpus_embeddings, data.doc_ids, "doc_id")
         else:
-            self._doc_emb = encoder.encode(data.doc_texts, prompt=self.corpus_prompt, label="encode corpus")
+            self._doc_emb = encoder.encode(data.doc_texts, prompt=corpus_prompt, label="encode corpus")
             self._notes["passages truncated by the encoder"] = encoder.truncated
         if self.query_embeddings:
             self._query_emb = load_embeddings(self.query_embeddings, data.query_ids, "query_id")
         else:
-            self._query_emb = encoder.encode(data.query_texts, prompt=self.query_prompt, label="encode queries")
+            self._query_emb = encoder.encode(data.query_texts, prompt=query_prompt, label="encode queries")
             self._notes["queries truncated by the encoder"] = encoder.truncated
         self._notes["encoder seconds (cache misses only)"] = round(encoder.seconds, 2)
         if not (self.corpus_embeddings and self.query_embeddings):

@@ -140,6 +140,7 @@ class Encoder:
     cache_dir: str | None = None
     use_cache: bool = True
     show_progress: bool = True
+    max_seq_length_override: int | None = None  # --max-seq-length: tokens per text, instead of the model's own
     truncated: int = 0
     seconds: float = 0.0  # spent in the model itself: the floor of a cold run, reported apart from the rest
     tokenize_seconds: float = 0.0  # spent tokenizing (once per text, when the model's tokenizer allows it)
@@ -149,6 +150,8 @@ class Encoder:
         h = hashlib.sha256()
         h.update(f"hnmine-emb-v1|{model_fingerprint(resolve_model(self.model))}|{precision_key(dtype)}|{prompt!r}|"
                  .encode())
+        if self.max_seq_length_override:  # another truncation is another embedding (absent: keys as before)
+            h.update(f"max_seq_length={self.max_seq_length_override}|".encode())
         for t in texts:
             b = t.encode("utf-8", "surrogatepass")
             h.update(len(b).to_bytes(8, "little"))
@@ -175,7 +178,7 @@ class Encoder:
             step.set_note("cached")
             return cached
         devices = device_list(self.device)
-        model = load_sentence_transformer(self.model, primary_device(self.device), dtype)
+        model = self.load(dtype)
         limit = getattr(model, "max_seq_length", None)
         start = time.perf_counter()
         tokens = None if devices else TokenizedTexts.build(model, [f"{prompt}{t}" for t in distinct], limit)
@@ -275,9 +278,31 @@ class Encoder:
 
             warnings.warn(f"embedding cache {cache_file.parent} is not writable ({exc})", stacklevel=2)
 
+    def load(self, dtype: str | None = None) -> Any:
+        """The (shared, cached) model with this encoder's token limit applied; the model's own limit otherwise."""
+        model = load_sentence_transformer(self.model, primary_device(self.device),
+                                          dtype or resolve_dtype(self.dtype, self.device))
+        if hasattr(model, "max_seq_length"):
+            if not hasattr(model, "_hnmine_own_max_seq_length"):
+                model._hnmine_own_max_seq_length = model.max_seq_length
+            model.max_seq_length = self.max_seq_length_override or model._hnmine_own_max_seq_length
+        return model
+
     def max_seq_length(self) -> int | None:
-        model = load_sentence_transformer(self.model, self.device, resolve_dtype(self.dtype, self.device))
-        return getattr(model, "max_seq_length", None)
+        return getattr(self.load(), "max_seq_length", None)
+
+    def prompt(self, prompt: str, prompt_name: str | None, flag: str) -> str:
+        """``prompt``, or the model's own prompt called ``prompt_name`` (its ``prompts`` dictionary)."""
+        if not prompt_name:
+            return prompt
+        if prompt:
+            raise InputError(f"give {flag}-prompt or {flag}-prompt-name, not both")
+        prompts = getattr(self.load(), "prompts", None) or {}
+        if prompt_name not in prompts:
+            have = ", ".join(sorted(prompts)) or "none"
+            raise InputError(f"{flag}-prompt-name {prompt_name!r}: model {self.model!r} has no such prompt "
+                             f"(its prompts: {have})")
+        return prompts[prompt_name]
 
 
 def _forward(model: Any, features: dict) -> np.ndarray:
@@ -416,7 +441,18 @@ class EncoderSettings:
     dtype: str = "auto"
     cache_dir: str | None = None
     use_cache: bool = True
+    query_prompt_name: str | None = None
+    corpus_prompt_name: str | None = None
+    max_seq_length: int | None = None
 
     def encoder(self) -> Encoder:
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise InputError(f"--max-seq-length must be >= 1, got {self.max_seq_length}")
         return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
-                       cache_dir=self.cache_dir, use_cache=self.use_cache)
+                       cache_dir=self.cache_dir, use_cache=self.use_cache,
+                       max_seq_length_override=self.max_seq_length)
+
+    def prompts(self, encoder: Encoder) -> tuple[str, str]:
+        """(query prompt, corpus prompt), prompt names resolved through the model's ``prompts``."""
+        return (encoder.prompt(self.query_prompt, self.query_prompt_name, "--query"),
+                encoder.prompt(self.corpus_prompt, self.corpus_prompt_name, "--corpus"))

@@ -27,6 +27,10 @@ What happens to a likely false negative (RLHN, castorini/rlhn): it is dropped fr
 ``max_false_negatives K`` a query with more than K likely false negatives among the candidates reaching the
 filter is dropped whole (its candidate list is mostly relevant: no negative of it can be trusted).
 
+A fourth, ``min_score``, drops ``s < min_score`` (sentence-transformers' ``min_score``): not a false-negative
+rule but a floor for negatives too easy to teach anything, on the same named scale. What
+it drops is only dropped, never relabelled a positive.
+
 This removes the region *near and above* the positive. It is the opposite of a triplet-margin miner,
 which keeps exactly that region on purpose.
 """
@@ -61,8 +65,9 @@ def query_spread(scores: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.
 def false_negative_mask(scores: np.ndarray, lowest_positive: np.ndarray, max_score: float | None = None,
                         margin: float | None = None, max_ratio: float | None = None,
                         query: np.ndarray | None = None, max_z: float | None = None,
-                        spread_margin: float | None = None) -> np.ndarray:
-    """True where a candidate is a likely false negative. Pure, so boundaries are tested exactly.
+                        spread_margin: float | None = None, min_score: float | None = None) -> np.ndarray:
+    """True where a candidate is a likely false negative (or, with ``min_score``, too easy). Pure, so boundaries
+    are tested exactly.
 
     ``query`` (each row's query id) is needed by the per-query rules ``max_z`` and ``spread_margin``.
     """
@@ -70,6 +75,8 @@ def false_negative_mask(scores: np.ndarray, lowest_positive: np.ndarray, max_sco
     drop = np.zeros(len(scores), dtype=bool)
     if max_score is not None:
         drop |= scores >= max_score
+    if min_score is not None:
+        drop |= scores < min_score
     with np.errstate(invalid="ignore"):
         if margin is not None:
             drop |= scores >= lowest_positive - margin
@@ -102,13 +109,17 @@ class FalseNegativeFilter:
     max_false_negatives: int | None = None
     _relabeled: int = field(default=0, init=False, repr=False)
     _queries_dropped: int = field(default=0, init=False, repr=False)
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_false_negatives is not None and self.max_false_negatives < 0:
             raise InputError(f"--max-false-negatives must be >= 0, got {self.max_false_negatives}")
         if any(v is not None and not math.isfinite(v) for v in
-               (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
-            raise InputError("--max-score, --margin, --max-ratio, --max-z and --spread-margin must be finite numbers")
+               (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin, self.min_score)):
+            raise InputError("--max-score, --min-score, --margin, --max-ratio, --max-z and --spread-margin must be "
+                             "finite numbers")
+        if self.min_score is not None and self.max_score is not None and self.min_score >= self.max_score:
+            raise InputError(f"--min-score {self.min_score} must be below --max-score {self.max_score}")
         if self.margin is not None and self.margin < 0:
             raise InputError(f"--margin must be >= 0, got {self.margin}")
         if self.max_ratio is not None and not 0 < self.max_ratio <= 1:
@@ -117,7 +128,7 @@ class FalseNegativeFilter:
     @property
     def active(self) -> bool:
         return any(v is not None for v in (self.max_score, self.margin, self.max_ratio, self.max_z,
-                                           self.spread_margin))
+                                           self.spread_margin, self.min_score))
 
     @property
     def per_query(self) -> bool:
@@ -161,4 +172,7 @@ class FalseNegativeFilter:
                                    self.max_score, self.margin, self.max_ratio,
                                    query=batch.candidates.column("query_idx").to_numpy(),
                                    max_z=self.max_z, spread_margin=self.spread_margin)
+        if self.min_score is not None:  # too easy: dropped, and never relabelled a positive
+            easy = (batch.scores(column) < self.min_score) & ~drop
+            batch, drop = batch.keep(~easy), drop[~easy]
         return self.settle(batch, drop)

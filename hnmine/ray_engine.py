@@ -361,6 +361,12 @@ class RayEngine:
         from hnmine.dense import load_embeddings
 
         notes: dict[str, float] = {}
+        unsupported = [flag for flag, v in (("--query-prompt-name", dense.query_prompt_name),
+                                            ("--corpus-prompt-name", dense.corpus_prompt_name),
+                                            ("--max-seq-length", dense.max_seq_length)) if v]
+        if unsupported:
+            raise InputError(f"{', '.join(unsupported)} is not available with --engine ray yet (its workers load "
+                             "the model themselves); give the prompt text with --query-prompt/--corpus-prompt")
         if dense.corpus_embeddings:
             doc_emb = load_embeddings(dense.corpus_embeddings, data.doc_ids, "doc_id")
         else:

@@ -59,6 +59,8 @@ class MineOptions:
     spread_margin: float | None = None
     relabel_false_negatives: bool = False
     max_false_negatives: int | None = None
+    min_score: float | None = None
+    include_positives: bool = False
     zone: tuple[float, float] | None = None
     sampling: str = "top"
     simans_a: float = 0.5
@@ -89,10 +91,11 @@ class MineOptions:
             )
         if self.cross_encoder is None and self.retriever == "bm25" and self.max_ratio is not None:
             raise InputError("--max-ratio on BM25 scores is meaningless; use --cross-encoder or a dense retriever")
-        if self.cross_encoder is None and self.retriever != "bm25" and self.max_score is not None \
-                and not -1.0 <= self.max_score <= 1.0:
-            raise InputError(f"--max-score {self.max_score} applies to cosine similarity here (no --cross-encoder), "
-                             "which lies in [-1, 1]")
+        for flag, value in (("--max-score", self.max_score), ("--min-score", self.min_score)):
+            if self.cross_encoder is None and self.retriever != "bm25" and value is not None \
+                    and not -1.0 <= value <= 1.0:
+                raise InputError(f"{flag} {value} applies to cosine similarity here (no --cross-encoder), "
+                                 "which lies in [-1, 1]")
         if (self.relabel_false_negatives or self.max_false_negatives is not None) and all(
                 v is None for v in (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
             raise InputError("--relabel-false-negatives and --max-false-negatives act on the candidates a "
@@ -127,7 +130,9 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         retriever = dense
     else:
         retriever = HybridRetriever(top_k=top_k, rrf_k=opts.rrf_k, bm25=bm25, dense=dense)
-    stages: list[Stage] = [retriever, PositiveExcluder()]
+    # --include-positives (a reranking-evaluation set, as sentence-transformers' include_positives): the ranking
+    # keeps the positives, so nothing is excluded; only the n-tuple layout is allowed to carry it (see cli).
+    stages: list[Stage] = [retriever] if opts.include_positives else [retriever, PositiveExcluder()]
     if opts.sibling_percentile is not None or opts.lexical_top is not None:
         # Before the window: the percentile pool is the retriever's own top list. Shares the retrievers'
         # embeddings and index, so nothing is encoded or indexed twice.
@@ -142,12 +147,14 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
                                            max_false_negatives=opts.max_false_negatives,
                                            batch_size=opts.ce_batch_size,
                                            device=primary_device(opts.dense.device), max_length=opts.ce_max_length,
-                                           needed=_needed_after_denoise(opts)))
-    elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio, opts.max_z, opts.spread_margin)):
+                                           needed=_needed_after_denoise(opts), min_score=opts.min_score))
+    elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio, opts.max_z, opts.spread_margin,
+                                     opts.min_score)):
         stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score",
                                           max_z=opts.max_z, spread_margin=opts.spread_margin,
                                           relabel=opts.relabel_false_negatives,
-                                          max_false_negatives=opts.max_false_negatives))
+                                          max_false_negatives=opts.max_false_negatives,
+                                          min_score=opts.min_score))
     if opts.zone is not None:
         stages.append(AmbiguousZoneFilter(low=opts.zone[0], high=opts.zone[1]))
     if opts.triplet_type:
@@ -186,14 +193,15 @@ def parse_scorer(spec: str) -> tuple[str, str]:
 
 def build_denoiser(scorer: str, max_score: float | None, margin: float | None, max_ratio: float | None,
                    batch_size: int = 32, device: str | None = None, max_length: int | None = None,
-                   dtype: str = "auto", max_z: float | None = None,
-                   spread_margin: float | None = None) -> CrossEncoderDenoiser | BiEncoderDenoiser:
+                   dtype: str = "auto", max_z: float | None = None, spread_margin: float | None = None,
+                   min_score: float | None = None) -> CrossEncoderDenoiser | BiEncoderDenoiser:
     """The teacher of ``hnmine denoise``: a cross-encoder (``ce_score``) or a bi-encoder (``teacher_cosine``)."""
-    if all(v is None for v in (max_score, margin, max_ratio, max_z, spread_margin)):
-        raise InputError("give at least one of --max-score, --margin, --max-ratio, --max-z, --spread-margin")
+    if all(v is None for v in (max_score, margin, max_ratio, max_z, spread_margin, min_score)):
+        raise InputError("give at least one of --max-score, --min-score, --margin, --max-ratio, --max-z, "
+                         "--spread-margin")
     kind, name = parse_scorer(scorer)
     rules = {"max_score": max_score, "margin": margin, "max_ratio": max_ratio, "max_z": max_z,
-             "spread_margin": spread_margin}
+             "spread_margin": spread_margin, "min_score": min_score}
     if kind == "bi-encoder":
         return BiEncoderDenoiser(model=name, **rules, batch_size=batch_size, device=device, dtype=dtype)
     return CrossEncoderDenoiser(model=name, **rules, batch_size=batch_size, device=device, max_length=max_length)
