@@ -191,8 +191,9 @@ def mine(
     qrels_score_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "score",
     positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
                                                  rich_help_panel=COLUMNS)] = "positive",
-    output: Annotated[Path | None, typer.Option(help="Output file (Parquet; jsonl for flagembedding). Required.",
-                                                rich_help_panel=OUTPUT)] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Output file (Parquet; jsonl for flagembedding and tevatron). Required.",
+        rich_help_panel=OUTPUT)] = None,
     format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
                                         rich_help_panel=OUTPUT)] = "triplet",
     prompt: Annotated[str | None, typer.Option(
@@ -502,6 +503,8 @@ def mine(
         manifest = build_manifest("mine", pipeline, report, options, data.source, out, started)
         if format == "flagembedding":
             manifest["flagembedding"] = flagembedding_manifest(pipeline, report.rows_dropped_by_format)
+        if format == "tevatron":
+            manifest["tevatron"] = {"queries_without_negatives_not_written": report.rows_dropped_by_format}
         manifest["cross_encoder_pairs_scored"] = sum(
             s.pairs_scored for s in pipeline.stages if isinstance(s, CrossEncoderDenoiser))
         if ray_run is not None:

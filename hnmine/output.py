@@ -23,7 +23,8 @@ from hnmine.candidates import CandidateBatch
 from hnmine.data import MiningData
 from hnmine.errors import InputError
 
-FORMATS = ("triplet", "n-tuple", "labeled-pair", "flagembedding")
+FORMATS = ("triplet", "n-tuple", "labeled-pair", "flagembedding", "tevatron")
+JSONL_FORMATS = ("flagembedding", "tevatron")
 ROW_GROUP_ROWS = 16_384
 
 
@@ -328,6 +329,36 @@ def flagembedding_lines(batch: CandidateBatch, audit: bool = True, prompt: str |
     return lines, unusable
 
 
+def tevatron_lines(batch: CandidateBatch, audit: bool = True) -> tuple[list[str], int]:
+    """Tevatron's self-contained training jsonl, one record per query::
+
+        {"query_id", "query", "positive_passages": [{"docid", "text"}], "negative_passages": [{"docid", "text"}]}
+
+    Tevatron's ``TrainDataset`` (``src/tevatron/retriever/dataset.py``) picks a positive modulo
+    ``len(positive_passages)`` and draws ``random.choices(negative_passages)`` when there are too few, so a
+    record with no negative crashes it: such queries are counted and returned instead of written. Passages carry
+    no ``title`` key: hnmine's text already starts with the title, and Tevatron would prepend it again.
+    """
+    data, cand, pos = batch.data, batch.candidates, batch.positives
+    cq, cd = _col(cand, "query_idx"), _col(cand, "doc_idx")
+    pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
+    lines = []
+    unusable = 0
+    for q in batch.queries.tolist():
+        prow, nrow = np.flatnonzero(pq_ == q), np.flatnonzero(cq == q)
+        if not len(prow) or not len(nrow):
+            unusable += 1
+            continue
+        record = {"query_id": data.query_ids[q], "query": data.query_texts[q],
+                  "positive_passages": [{"docid": data.doc_ids[i], "text": data.doc_texts[i]} for i in pd_[prow]],
+                  "negative_passages": [{"docid": data.doc_ids[i], "text": data.doc_texts[i]} for i in cd[nrow]]}
+        if audit:
+            record["negative_ranks"] = [int(r) for r in _col(cand, "rank")[nrow]]
+            record["negative_scores"] = _json_scores(_col(cand, "score")[nrow])
+        lines.append(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
+    return lines, unusable
+
+
 # json.dumps escapes control characters but leaves these raw with ensure_ascii=False; str.splitlines (and so
 # any reader, or checkpoint, that splits the file with it) breaks a record at each. Escaped, they decode to
 # the same text and every record is exactly one line whichever way the file is split.
@@ -353,12 +384,14 @@ class MinedWriter:
         self._schema: pa.Schema | None = None
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._jsonl = tmp_path.open("w", encoding="utf-8") if fmt == "flagembedding" else None
+        self._jsonl = tmp_path.open("w", encoding="utf-8") if fmt in JSONL_FORMATS else None
 
     def format(self, batch: CandidateBatch) -> tuple[pa.Table | list[str], int]:
         """The batch in this layout, and how many (query, positive) rows the layout could not hold."""
         if self.fmt == "flagembedding":
             return flagembedding_lines(batch, self.audit, self.prompt)
+        if self.fmt == "tevatron":
+            return tevatron_lines(batch, self.audit)
         if self.fmt == "triplet":
             return triplet_table(batch, self.audit), 0
         if self.fmt == "labeled-pair":

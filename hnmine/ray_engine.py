@@ -422,8 +422,8 @@ class RayEngine:
         """The output is a directory of Parquet parts; fail before any work, as the local engine does."""
         if path is None:
             raise InputError("missing --output")
-        if fmt == "flagembedding":
-            raise InputError("--engine ray writes a partitioned Parquet dataset; --format flagembedding (jsonl) "
+        if fmt in ("flagembedding", "tevatron"):
+            raise InputError(f"--engine ray writes a partitioned Parquet dataset; --format {fmt} (jsonl) "
                              "needs --engine local")
         path = Path(path)
         if not path.parent.exists():

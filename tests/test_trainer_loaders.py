@@ -94,3 +94,49 @@ def test_parquet_layouts_train_in_sentence_transformers(sample_dir, tmp_path, ti
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss)
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss == result.training_loss  # ran, and not NaN
+
+
+def _tevatron_group(group: dict, item: int, train_group_size: int, epoch: int = 0, seed: int = 42) -> list[str]:
+    """The legacy-format branch of Tevatron's ``TrainDataset.__getitem__`` (texttron/tevatron,
+    src/tevatron/retriever/dataset.py, commit 0a9626f), line for line minus the trainer plumbing: Tevatron
+    needs torch, PIL and its own trainer to import, and is not on PyPI in this version."""
+    import random
+
+    _hashed_seed = hash(item + seed)
+    selected_positive = group["positive_passages"][(_hashed_seed + epoch) % len(group["positive_passages"])]
+    texts = [selected_positive["title"] + " " + selected_positive["text"]
+             if "title" in selected_positive else selected_positive["text"]]
+    negative_size = train_group_size - 1
+    if len(group["negative_passages"]) < negative_size:
+        selected_negatives = random.choices(group["negative_passages"], k=negative_size)
+    elif train_group_size == 1:
+        selected_negatives = []
+    else:
+        offset = epoch * negative_size % len(group["negative_passages"])
+        selected_negatives = list(group["negative_passages"])
+        random.Random(_hashed_seed).shuffle(selected_negatives)
+        selected_negatives = selected_negatives * 2
+        selected_negatives = selected_negatives[offset: offset + negative_size]
+    for negative in selected_negatives:
+        texts.append(negative["title"] + " " + negative["text"] if "title" in negative else negative["text"])
+    return texts
+
+
+def test_tevatron_output_loads_as_tevatron_reads_it(sample_dir, tmp_path):
+    import pyarrow.parquet as pq
+    from datasets import load_dataset
+
+    out = tmp_path / "tev.jsonl"
+    manifest = _mine(sample_dir, out, "--format", "tevatron", "--max-score", "12")
+    skipped = manifest["tevatron"]["queries_without_negatives_not_written"]
+    assert skipped > 0  # queries the ceiling emptied are not written (Tevatron would crash on them)
+    train = load_dataset("json", data_files=str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
+    assert len(train) + skipped == manifest["counts"]["queries"]
+    corpus = pq.read_table(sample_dir / "corpus.parquet").to_pydict()
+    texts_by_id = dict(zip(corpus["doc_id"], corpus["text"]))
+    for item in range(len(train)):
+        group = train[item]
+        texts = _tevatron_group(group, item, train_group_size=8)
+        assert len(texts) == 8 and all(t.strip() for t in texts)
+        for passage in group["positive_passages"] + group["negative_passages"]:
+            assert passage["text"].endswith(texts_by_id[passage["docid"]])  # the title is in the text, once
