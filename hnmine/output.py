@@ -291,21 +291,15 @@ def _json_scores(values: np.ndarray) -> list[float | None]:
     return [round(float(s), 6) if np.isfinite(s) else None for s in values]
 
 
-def flagembedding_lines(batch: CandidateBatch, audit: bool = True, prompt: str | None = None) -> tuple[list[str], int]:
-    """FlagEmbedding's training jsonl: ``{"query", "pos": [...], "neg": [...], "pos_scores", "neg_scores"}``.
+def _query_records(batch: CandidateBatch, positives: pa.Table,
+                   record: Callable[[int, np.ndarray, np.ndarray], dict]) -> tuple[list[str], int]:
+    """One jsonl line per query, ``record(query, rows of positives, rows of candidates)``, for the record layouts.
 
-    Only records its trainer can use are written: a query left without negatives would be ``"neg": []``, on which
-    FlagEmbedding's dataset divides by ``len(neg)``; such queries are counted and returned instead. Scores are
-    always written (``knowledge_distillation=True`` requires them), on the scale ``flagembedding_score_column``
-    names; the manifest says which. ``prompt`` is FlagEmbedding's per-record query instruction.
+    Only queries with a positive and a negative are written: both trainers that read these layouts crash on an
+    empty list (FlagEmbedding divides by ``len(neg)``, Tevatron draws ``random.choices`` from it). The others
+    are counted and returned, so the summary and the manifest report them.
     """
-    data, cand = batch.data, batch.candidates
-    pos, relabeled = written_positives(batch)
-    cq, cd = _col(cand, "query_idx"), _col(cand, "doc_idx")
-    pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
-    column = flagembedding_score_column(batch)
-    cand_scores = _col(cand, column) if column in cand.column_names else np.full(cand.num_rows, np.nan)
-    pos_scores = _col(pos, column) if column in pos.column_names else np.full(pos.num_rows, np.nan)
+    cq, pq_ = _col(batch.candidates, "query_idx"), _col(positives, "query_idx")
     lines = []
     unusable = 0
     for q in batch.queries.tolist():
@@ -313,20 +307,40 @@ def flagembedding_lines(batch: CandidateBatch, audit: bool = True, prompt: str |
         if not len(prow) or not len(nrow):
             unusable += 1
             continue
-        record: dict = {"query": data.query_texts[q], "pos": [data.doc_texts[i] for i in pd_[prow]],
-                        "neg": [data.doc_texts[i] for i in cd[nrow]],
-                        "pos_scores": _json_scores(pos_scores[prow]), "neg_scores": _json_scores(cand_scores[nrow])}
-        if relabeled is not None:
-            record["pos_relabeled"] = relabeled[prow].tolist()
-        if prompt is not None:
-            record["prompt"] = prompt
-        if audit:
-            record["query_id"] = data.query_ids[q]
-            record["pos_ids"] = [data.doc_ids[i] for i in pd_[prow]]
-            record["neg_ids"] = [data.doc_ids[i] for i in cd[nrow]]
-            record["neg_sources"] = _sources(data, cd[nrow]).to_pylist()
-        lines.append(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
+        lines.append(json.dumps(record(q, prow, nrow), ensure_ascii=False).translate(_LINE_BREAKS))
     return lines, unusable
+
+
+def flagembedding_lines(batch: CandidateBatch, audit: bool = True, prompt: str | None = None) -> tuple[list[str], int]:
+    """FlagEmbedding's training jsonl: ``{"query", "pos": [...], "neg": [...], "pos_scores", "neg_scores"}``.
+
+    Scores are always written (``knowledge_distillation=True`` requires them), on the scale
+    ``flagembedding_score_column`` names; the manifest says which. ``prompt`` is FlagEmbedding's per-record query
+    instruction. Queries without a negative are counted, not written (see ``_query_records``).
+    """
+    data, cand = batch.data, batch.candidates
+    pos, relabeled = written_positives(batch)
+    cd, pd_ = _col(cand, "doc_idx"), _col(pos, "doc_idx")
+    column = flagembedding_score_column(batch)
+    cand_scores = _col(cand, column) if column in cand.column_names else np.full(cand.num_rows, np.nan)
+    pos_scores = _col(pos, column) if column in pos.column_names else np.full(pos.num_rows, np.nan)
+
+    def record(q: int, prow: np.ndarray, nrow: np.ndarray) -> dict:
+        out: dict = {"query": data.query_texts[q], "pos": [data.doc_texts[i] for i in pd_[prow]],
+                     "neg": [data.doc_texts[i] for i in cd[nrow]],
+                     "pos_scores": _json_scores(pos_scores[prow]), "neg_scores": _json_scores(cand_scores[nrow])}
+        if relabeled is not None:
+            out["pos_relabeled"] = relabeled[prow].tolist()
+        if prompt is not None:
+            out["prompt"] = prompt
+        if audit:
+            out["query_id"] = data.query_ids[q]
+            out["pos_ids"] = [data.doc_ids[i] for i in pd_[prow]]
+            out["neg_ids"] = [data.doc_ids[i] for i in cd[nrow]]
+            out["neg_sources"] = _sources(data, cd[nrow]).to_pylist()
+        return out
+
+    return _query_records(batch, pos, record)
 
 
 def tevatron_lines(batch: CandidateBatch, audit: bool = True) -> tuple[list[str], int]:
@@ -334,29 +348,31 @@ def tevatron_lines(batch: CandidateBatch, audit: bool = True) -> tuple[list[str]
 
         {"query_id", "query", "positive_passages": [{"docid", "text"}], "negative_passages": [{"docid", "text"}]}
 
-    Tevatron's ``TrainDataset`` (``src/tevatron/retriever/dataset.py``) picks a positive modulo
-    ``len(positive_passages)`` and draws ``random.choices(negative_passages)`` when there are too few, so a
-    record with no negative crashes it: such queries are counted and returned instead of written. Passages carry
-    no ``title`` key: hnmine's text already starts with the title, and Tevatron would prepend it again.
+    As read by Tevatron's ``TrainDataset`` (``src/tevatron/retriever/dataset.py``, its legacy text format).
+    Passages carry no ``title`` key: hnmine's text already starts with the title, and Tevatron would prepend it
+    again. With relabeling, a relabeled positive passage carries ``"relabeled": true``. Queries without a negative
+    are counted, not written (see ``_query_records``).
     """
-    data, cand, pos = batch.data, batch.candidates, batch.positives
-    cq, cd = _col(cand, "query_idx"), _col(cand, "doc_idx")
-    pq_, pd_ = _col(pos, "query_idx"), _col(pos, "doc_idx")
-    lines = []
-    unusable = 0
-    for q in batch.queries.tolist():
-        prow, nrow = np.flatnonzero(pq_ == q), np.flatnonzero(cq == q)
-        if not len(prow) or not len(nrow):
-            unusable += 1
-            continue
-        record = {"query_id": data.query_ids[q], "query": data.query_texts[q],
-                  "positive_passages": [{"docid": data.doc_ids[i], "text": data.doc_texts[i]} for i in pd_[prow]],
-                  "negative_passages": [{"docid": data.doc_ids[i], "text": data.doc_texts[i]} for i in cd[nrow]]}
+    data, cand = batch.data, batch.candidates
+    pos, relabeled = written_positives(batch)
+    cd, pd_ = _col(cand, "doc_idx"), _col(pos, "doc_idx")
+
+    def passage(i: int) -> dict:
+        return {"docid": data.doc_ids[i], "text": data.doc_texts[i]}
+
+    def record(q: int, prow: np.ndarray, nrow: np.ndarray) -> dict:
+        positives = [passage(i) for i in pd_[prow]]
+        if relabeled is not None:
+            for p, flag in zip(positives, relabeled[prow].tolist()):
+                p["relabeled"] = flag
+        out: dict = {"query_id": data.query_ids[q], "query": data.query_texts[q],
+                     "positive_passages": positives, "negative_passages": [passage(i) for i in cd[nrow]]}
         if audit:
-            record["negative_ranks"] = [int(r) for r in _col(cand, "rank")[nrow]]
-            record["negative_scores"] = _json_scores(_col(cand, "score")[nrow])
-        lines.append(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
-    return lines, unusable
+            out["negative_ranks"] = [int(r) for r in _col(cand, "rank")[nrow]]
+            out["negative_scores"] = _json_scores(_col(cand, "score")[nrow])
+        return out
+
+    return _query_records(batch, pos, record)
 
 
 # json.dumps escapes control characters but leaves these raw with ensure_ascii=False; str.splitlines (and so
