@@ -57,7 +57,9 @@ def test_every_layout_flags_relabeled_positives_in_memory():
     flagged = {(q, p) for q, p, f in zip(lp["query_id"], lp["passage_id"], lp["relabeled"]) if f}
     assert flagged == {("a", "d2"), ("a", "d3"), ("b", "d6"), ("b", "d7")}
     assert all(label == 1 for label, f in zip(lp["label"], lp["relabeled"]) if f)
-    records = [json.loads(x) for x in flagembedding_lines(out)]
+    lines, unusable = flagembedding_lines(out)
+    assert unusable == 0
+    records = [json.loads(x) for x in lines]
     assert [r["pos_relabeled"] for r in records] == [[False, True, True]] * 2
     assert [r["pos_ids"] for r in records] == [["d0", "d2", "d3"], ["d1", "d6", "d7"]]
 

@@ -101,3 +101,14 @@ def test_cli_max_seq_length_and_prompt_name_reach_the_encoder(sample_dir, prompt
     result = _mine(sample_dir, out, "--retriever", "dense", "--model", prompted_model, "--query-prompt-name",
                    "query", "--query-prompt", "q: ", "--overwrite")
     assert result.exit_code == 2 and "give --query-prompt or --query-prompt-name, not both" in result.output
+
+
+def test_min_score_drops_easy_candidates_without_relabelling_them():
+    """Too easy is not a false negative: with RLHN relabelling on, only the rule's removals become positives."""
+    from hnmine.false_negatives import FalseNegativeFilter
+    from tests.test_relabel import scored_batch
+
+    out = FalseNegativeFilter(max_score=0.65, min_score=0.25, relabel=True).apply(scored_batch())
+    pairs = lambda t: list(zip(*(t.column(c).to_pylist() for c in ("query_idx", "doc_idx"))))  # noqa: E731
+    assert pairs(out.candidates) == [(0, 4), (1, 8)]          # 0.2 and 0.1 dropped as too easy
+    assert pairs(out.relabeled) == [(0, 2), (0, 3), (1, 6), (1, 7)]  # only the >= 0.65 ones relabelled
