@@ -350,7 +350,8 @@ def tevatron_lines(batch: CandidateBatch, audit: bool = True) -> tuple[list[str]
 
     As read by Tevatron's ``TrainDataset`` (``src/tevatron/retriever/dataset.py``, its legacy text format).
     Passages carry no ``title`` key: hnmine's text already starts with the title, and Tevatron would prepend it
-    again. With relabeling, a relabeled positive passage carries ``"relabeled": true``. Queries without a negative
+    again. With relabeling, a relabeled positive passage carries ``"relabeled": true``; with audit columns, each
+    negative passage carries its ``source`` (``mined`` / ``synthetic``). Queries without a negative
     are counted, not written (see ``_query_records``).
     """
     data, cand = batch.data, batch.candidates
@@ -368,6 +369,8 @@ def tevatron_lines(batch: CandidateBatch, audit: bool = True) -> tuple[list[str]
         out: dict = {"query_id": data.query_ids[q], "query": data.query_texts[q],
                      "positive_passages": positives, "negative_passages": [passage(i) for i in cd[nrow]]}
         if audit:
+            for p, source in zip(out["negative_passages"], _sources(data, cd[nrow]).to_pylist()):
+                p["source"] = source
             out["negative_ranks"] = [int(r) for r in _col(cand, "rank")[nrow]]
             out["negative_scores"] = _json_scores(_col(cand, "score")[nrow])
         return out

@@ -311,13 +311,18 @@ def test_verification_rejects_copies_duplicates_easy_and_teacher_relevant(small_
 
 
 def test_every_layout_has_a_source_column(tiny_gpt2, small_inputs, tmp_path):
-    for fmt, suffix in (("n-tuple", "parquet"), ("labeled-pair", "parquet"), ("flagembedding", "jsonl")):
+    for fmt, suffix in (("n-tuple", "parquet"), ("labeled-pair", "parquet"), ("flagembedding", "jsonl"),
+                        ("tevatron", "jsonl")):
         out = tmp_path / f"{fmt}.{suffix}"
         synth(small_inputs, out, "--generator", tiny_gpt2, "--min-similarity", "-1", "--format", fmt)
         if fmt == "flagembedding":
             records = [json.loads(line) for line in out.read_text().splitlines()]
             assert all(len(r["neg_sources"]) == len(r["neg"]) for r in records)
             assert "synthetic" in {s for r in records for s in r["neg_sources"]}
+        elif fmt == "tevatron":
+            records = [json.loads(line) for line in out.read_text().splitlines()]
+            sources = [p["source"] for r in records for p in r["negative_passages"]]
+            assert "synthetic" in sources and set(sources) <= {"mined", "synthetic"}
         elif fmt == "n-tuple":
             sources = pq.read_table(out).column("negative_sources").to_pylist()
             assert "synthetic" in {s for row in sources for s in row}
