@@ -5,6 +5,7 @@ Lexical neighbours are the classic hard negatives (DPR): they share the query's 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -17,13 +18,15 @@ import pyarrow as pa
 
 from hnmine import progress
 from hnmine.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
+from hnmine.cache_files import discard, verified_meta, write_entry
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.encoder import default_cache_dir
-from hnmine.errors import InputError
-from hnmine.output import atomic_path
+from hnmine.errors import MAX_RANK, InputError, check_float, check_int
 from hnmine.retrieval import topk_to_table
 from hnmine.tokenize import tokenize, tokenize_many
+
+BM25_CACHE_FORMAT = "hnmine-bm25-v2"
 
 
 def usable_cpus() -> int:
@@ -51,11 +54,17 @@ class BM25Retriever:
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_tokens: list[list[str]] = field(default_factory=list, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        check_int("--top-k", self.top_k, 1, MAX_RANK)
+        check_float("--bm25-k1", self.k1, minimum=0)
+        check_float("--bm25-b", self.b, minimum=0, maximum=1)
+        check_float("bm25 epsilon", self.epsilon, minimum=0)
+        if self.backend not in BACKENDS:
+            raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+
     def prepare(self, data: MiningData) -> None:
         if self._data is data:
             return
-        if self.backend not in BACKENDS:
-            raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
         with progress.phase("index (BM25)", total=data.num_docs, unit="docs"):
             self._index = self._cached_index(data)
         if isinstance(self._index, SparseBM25Index):
@@ -78,18 +87,18 @@ class BM25Retriever:
             h.update(len(raw).to_bytes(8, "little"))
             h.update(raw)
         path = (Path(self.cache_dir) if self.cache_dir else default_cache_dir()) / "bm25" / f"{h.hexdigest()}.npz"
-        if path.exists():
+        expect = {"format": BM25_CACHE_FORMAT, "n_docs": data.num_docs}
+        if verified_meta(path, expect) is not None:  # size and checksum match the sidecar (cache_files)
             try:
-                return SparseBM25Index.load(path)
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged entry is rebuilt, never trusted
+                index = SparseBM25Index.load(path)
+                if index.n_docs == data.num_docs:
+                    return index
+            except (OSError, ValueError, KeyError, EOFError):
+                pass
+            discard(path)  # a damaged entry is rebuilt, never trusted
         index = build()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                index.save(tmp)
-        except OSError:
-            pass  # an unwritable cache costs a rebuild next time, not this run
+        with contextlib.suppress(OSError):  # an unwritable cache costs a rebuild next time, not this run
+            write_entry(path, index.save_to, expect)
         return index
 
     def score_pairs(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
@@ -104,7 +113,9 @@ class BM25Retriever:
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         self.prepare(batch.data)
         assert self._index is not None
-        doc_idx, scores = self._index.top_k([self._query_tokens[int(q)] for q in batch.queries], self.top_k)
+        # Never wider than the corpus: a huge --range-max must not size a (queries x top_k) array.
+        k = min(self.top_k, batch.data.num_docs)
+        doc_idx, scores = self._index.top_k([self._query_tokens[int(q)] for q in batch.queries], k)
         candidates = topk_to_table(batch.queries, doc_idx, scores, self.kind)
         pos = batch.positives
         pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())

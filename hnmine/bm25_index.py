@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, count
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -207,11 +207,14 @@ class SparseBM25Index(_TopK):
 
     def save(self, path: Path) -> None:
         """The weights and vocabulary, so an unchanged corpus is never tokenized and indexed again."""
-        vocab = np.array(list(self._vocab), dtype=object)
         with path.open("wb") as f:
-            np.savez(f, data=self._weights.data, indices=self._weights.indices, indptr=self._weights.indptr,
-                     shape=np.array(self._weights.shape), n_docs=np.array(self.n_docs),
-                     vocab=np.array("\x00".join(vocab.tolist())))
+            self.save_to(f)
+
+    def save_to(self, f: IO[bytes]) -> None:
+        vocab = np.array(list(self._vocab), dtype=object)
+        np.savez(f, data=self._weights.data, indices=self._weights.indices, indptr=self._weights.indptr,
+                 shape=np.array(self._weights.shape), n_docs=np.array(self.n_docs),
+                 vocab=np.array("\x00".join(vocab.tolist())))
 
     @classmethod
     def load(cls, path: Path) -> SparseBM25Index:

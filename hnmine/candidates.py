@@ -110,6 +110,20 @@ class CandidateBatch:
             np.fmin.at(lowest, q[ok], s[ok])
         return lowest[self.candidates.column("query_idx").to_numpy()]
 
+    def highest_positive(self, column: str) -> np.ndarray:
+        """Each candidate's own query's highest positive score in ``column`` (NaN where unscored).
+
+        With the lowest, it bounds every positive the candidate will be paired with in the output, so a
+        label that holds at both bounds of an interval condition holds for each (query, positive) row.
+        """
+        highest = np.full(self.data.num_queries, np.nan, dtype=np.float64)
+        if column in self.positives.column_names and self.positives.num_rows:
+            q = self.positives.column("query_idx").to_numpy()
+            s = self.positives.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+            ok = ~np.isnan(s)
+            np.fmax.at(highest, q[ok], s[ok])
+        return highest[self.candidates.column("query_idx").to_numpy()]
+
     def scores(self, column: str) -> np.ndarray:
         if column not in self.candidates.column_names:
             raise KeyError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from hnmine.config import load_pipeline, pipeline_to_toml
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.data import MiningData
 from hnmine.dense import DenseRetriever
-from hnmine.errors import InputError
+from hnmine.errors import InputError, Terminated
 from hnmine.exclusion import PositiveExcluder
 from hnmine.hidden_positives import hide_positives, with_probes
 from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
@@ -59,14 +61,32 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
 def _guarded(fn: Callable[[], T]) -> T:
-    """Bad input is one line and a non-zero exit; Ctrl-C leaves no partial output (see output.atomic_path)."""
+    """Bad input is one line and a non-zero exit; Ctrl-C and SIGTERM leave no partial output.
+
+    An OSError is the environment (a full disk, a vanished folder), not a bug: one line naming the file.
+    """
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return fn()
     except InputError as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; no output was written", code=130)
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        _fail(f"{what}; {getattr(exc, 'outcome', 'no output was written')}",
+              code=128 + getattr(exc, "signum", signal.SIGINT))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     raise AssertionError("unreachable")
 
 
@@ -396,7 +416,7 @@ def mine(
                           title=title_column, qrels_query_id=query_id_column, qrels_doc_id=doc_id_column,
                           qrels_score=qrels_score_column, pairs_positive=positive_column,
                           pairs_anchor=("anchor", query_column))
-    opts = MineOptions(
+    opts = _guarded(lambda: MineOptions(  # stage options are checked as the stages are built
         retriever=retriever, num_negatives=num_negatives, range_min=range_min, range_max=range_max, top_k=top_k,
         dense=DenseRetriever(
             model=model, query_prompt=query_prompt, corpus_prompt=corpus_prompt,
@@ -415,7 +435,7 @@ def mine(
         simans_a=simans_a, simans_b=simans_b, seed=seed, chunk_size=chunk_size, triplet_type=triplet_type,
         triplet_margin=triplet_margin, positives_per_query=positives_per_query, fill=fill, tiers=tiers,
         tier_hard=tier_hard, tier_medium=tier_medium, query_clusters=query_clusters, hide_fraction=hide_fraction,
-        sibling_percentile=sibling_percentile, sibling_pool=sibling_pool, lexical_top=lexical_top)
+        sibling_percentile=sibling_percentile, sibling_pool=sibling_pool, lexical_top=lexical_top))
 
     def build(max_positives: int = 10) -> Pipeline:
         if config is not None:
@@ -439,8 +459,11 @@ def mine(
         if output is None:
             raise InputError("missing --output")
         ray_run = _ray_engine(engine, ray_address, ray_workers, ray_shards)
-        out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
-                                                                                                 format)
+        out = check_output_path(output, overwrite, (manifest_path(output),)) if ray_run is None else \
+            ray_run.check_output(output, overwrite, format)
+        if split_tiers and format == "triplet":
+            for target in tier_paths(out):
+                check_output_path(target, overwrite)
         if include_positives and format != "n-tuple":
             raise InputError("--include-positives needs --format n-tuple: in any other layout a positive would "
                              "be labelled a negative")
@@ -489,7 +512,7 @@ def mine(
             if format != "triplet":
                 err.print("[yellow]warning:[/] --split-tiers needs --format triplet; no tier files written")
             else:
-                written = write_tier_files(out, overwrite=True)
+                written = write_tier_files(out, overwrite=overwrite)
                 if not quiet:
                     err.print(f"wrote {', '.join(p.name for p in written)}")
         if checkpoint.resumed_chunks and not quiet:
@@ -586,8 +609,8 @@ def denoise(
 
     def run() -> tuple[MiningReport, str]:
         ray_run = _ray_engine(engine, ray_address, ray_workers, None)
-        out = check_output_path(output, overwrite) if ray_run is None else ray_run.check_output(output, overwrite,
-                                                                                                 "triplet")
+        out = check_output_path(output, overwrite, (manifest_path(output),)) if ray_run is None else \
+            ray_run.check_output(output, overwrite, "triplet")
         if (cross_encoder is None) == (scorer is None):
             raise InputError("give exactly one of --cross-encoder NAME and --scorer KIND:NAME")
         teacher = scorer if scorer is not None else f"cross-encoder:{cross_encoder}"
@@ -644,6 +667,13 @@ def denoise(
     if not quiet:  # after the display has closed, so the summary follows its last line
         print_summary(report, err, title="hnmine denoise")
         err.print(done, highlight=False, soft_wrap=True)
+
+
+def tier_paths(path: Path) -> list[Path]:
+    """OUTPUT.hard/.medium/.easy(.untiered) beside the output: checked up front, written after."""
+    from hnmine.tiers import TIERS, UNTIERED
+
+    return [path.with_name(f"{path.stem}.{tier}{path.suffix}") for tier in (*TIERS, UNTIERED)]
 
 
 def write_tier_files(path: Path, overwrite: bool, column: str = "tier") -> list[Path]:

@@ -24,7 +24,7 @@ import pyarrow as pa
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.dense import DenseRetriever
-from hnmine.errors import InputError
+from hnmine.errors import MAX_SEED, InputError, check_int
 
 
 def kmeans_assign(emb: np.ndarray, num_clusters: int, seed: int = 0, niter: int = 20) -> np.ndarray:
@@ -37,7 +37,8 @@ def kmeans_assign(emb: np.ndarray, num_clusters: int, seed: int = 0, niter: int 
         return np.zeros(0, dtype=np.int32)
     k = max(1, min(num_clusters, n))
     # min_points_per_centroid=1: a small query set is not an error, only a coarse clustering.
-    kmeans = faiss.Kmeans(emb.shape[1], k, niter=niter, seed=seed, min_points_per_centroid=1)
+    # FAISS takes a C int seed; larger --seed values fold into its range, still deterministic.
+    kmeans = faiss.Kmeans(emb.shape[1], k, niter=niter, seed=seed % 2**31, min_points_per_centroid=1)
     kmeans.train(emb)
     _, assign = kmeans.index.search(emb, 1)
     return assign[:, 0].astype(np.int32)
@@ -58,10 +59,9 @@ class QueryClusters:
     _assign: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.num_clusters < 1:
-            raise InputError(f"--num-clusters must be >= 1, got {self.num_clusters}")
-        if self.niter < 1:
-            raise InputError(f"--kmeans-niter must be >= 1, got {self.niter}")
+        check_int("--query-clusters", self.num_clusters, 1, 1_000_000)
+        check_int("kmeans niter", self.niter, 1, 100_000)
+        check_int("--seed", self.seed, 0, MAX_SEED)
 
     def query_embeddings(self, data: MiningData) -> np.ndarray:
         if self.embeddings is not None:

@@ -8,7 +8,10 @@ so relative thresholds compare like with like.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,14 +32,55 @@ def _check_is_cross_encoder(name: str) -> None:
     if not config.exists():
         return
     try:
-        archs = json.loads(config.read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(config.read_text())
+    except (OSError, ValueError):
         return
+    archs = (doc.get("architectures") or []) if isinstance(doc, dict) else []
+    if not isinstance(archs, list):
+        archs = [str(archs)]
     if archs and not any("SequenceClassification" in a for a in archs):
         raise InputError(
             f"cross-encoder {name!r}: not a cross-encoder (architectures {', '.join(archs)}; "
             "expected a *ForSequenceClassification model)"
         )
+
+
+@contextmanager
+def _loading_report() -> Iterator[list[str]]:
+    """What transformers logs while loading a checkpoint, captured instead of printed.
+
+    transformers logs (does not raise) when a checkpoint lacks weights the architecture needs and fills them
+    in at random; for a cross-encoder that is the relevance head, so its scores would be noise.
+    """
+    messages: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("transformers")
+    handlers, level = logger.handlers[:], logger.level
+    logger.handlers = [Capture(logging.WARNING)]
+    if logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield messages
+    finally:
+        logger.handlers, logger.level = handlers, level
+
+
+def _newly_initialised(messages: list[str]) -> list[str]:
+    """Parameter names transformers reports as missing from the checkpoint (4.x prose and 5.x table)."""
+    names: list[str] = []
+    for message in messages:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", message)
+        if "newly initialized" not in text and "newly initialised" not in text:
+            continue
+        names += re.findall(r"^\s*([\w.]+)\s*\|\s*MISSING", text, flags=re.M)
+        for listed in re.findall(r"newly initialized: \[([^\]]*)\]", text):
+            names += [n.strip(" '\"") for n in listed.split(",") if n.strip()]
+        names = names or ["(unnamed)"]
+    return names
 
 
 @lru_cache(maxsize=2)
@@ -48,10 +92,16 @@ def load_cross_encoder(name: str, device: str | None = None, max_length: int | N
     name = str(Path(name).expanduser()) if name.startswith("~") else name
     _check_is_cross_encoder(name)
     try:
-        model = CrossEncoder(name, device=device, max_length=max_length)
-    except (OSError, ValueError) as exc:
+        with _loading_report() as messages:
+            model = CrossEncoder(name, device=device, max_length=max_length)
+    except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cross-encoder {name!r}: could not be loaded ({first})") from None
+    missing = _newly_initialised(messages)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f", ... (+{len(missing) - 4})" if len(missing) > 4 else "")
+        raise InputError(f"cross-encoder {name!r}: the checkpoint lacks weights the model needs ({shown}), which "
+                         "transformers would initialise at random; it is not a trained cross-encoder")
     labels = getattr(model, "num_labels", 1)
     if labels != 1:
         raise InputError(f"cross-encoder {name!r}: has {labels} output labels, expected a 1-label relevance model")
@@ -131,6 +181,10 @@ class CrossEncoderDenoiser:
     _unscored: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.model and looks_like_missing_path(self.model):  # before any data is read or encoded
+            raise InputError(f"cross-encoder {self.model!r}: path not found")
+        if self.model:
+            _check_is_cross_encoder(str(Path(self.model).expanduser()))
         self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
         self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score",
                                            max_z=self.max_z, spread_margin=self.spread_margin,

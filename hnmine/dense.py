@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hnmine import progress
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import EncoderSettings, primary_device, resolve_dtype
-from hnmine.errors import InputError
+from hnmine.encoder import DTYPES, EncoderSettings, check_device, primary_device, resolve_dtype
+from hnmine.errors import MAX_RANK, InputError, check_int
 from hnmine.retrieval import topk_to_table
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
@@ -46,12 +47,18 @@ def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
     """Precomputed embeddings, as many teams keep them in a vector store: .npy in input row order, or
     Parquet with an id column and an ``embedding`` list column, aligned by id. Rows are L2-normalised."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"embeddings file {p}: not found")
+    if not p.is_file():
+        raise InputError(f"embeddings file {p}: {'is a directory' if p.is_dir() else 'not found'}")
     if p.suffix == ".npy":
-        emb = np.load(p, mmap_mode="r")
-        if emb.ndim != 2 or emb.shape[0] != len(ids):
+        try:
+            emb = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # pickled object arrays, truncated or foreign files
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"embeddings file {p}: not a readable numeric .npy array ({first})") from None
+        if emb.ndim != 2 or emb.shape[0] != len(ids) or emb.shape[1] == 0:
             raise InputError(f"{p}: shape {emb.shape}, expected ({len(ids)}, dim) in input row order")
+        if not (np.issubdtype(emb.dtype, np.floating) or np.issubdtype(emb.dtype, np.integer)):
+            raise InputError(f"{p}: dtype {emb.dtype}, expected floating-point embeddings")
     else:
         from hnmine.io import id_column as read_ids
         from hnmine.io import read_parquet
@@ -65,9 +72,26 @@ def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
         if missing:
             raise InputError(f"{p}: no embedding for {id_column} {missing[0]!r} ({len(missing)} missing)")
         column = table.column("embedding").combine_chunks()
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+                or pa.types.is_fixed_size_list(column.type)) or not (
+                pa.types.is_floating(column.type.value_type) or pa.types.is_integer(column.type.value_type)):
+            raise InputError(f"{p}: column 'embedding' has type {column.type}, expected a list of numbers")
+        if column.null_count:
+            row = column.is_null().to_pylist().index(True)
+            raise InputError(f"{p}: column 'embedding' row {row} (0-based) is null")
+        lengths = np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False))
+        if len(lengths) and (lengths.min() != lengths.max() or lengths[0] == 0):
+            row = int(np.flatnonzero(lengths != lengths[0])[0]) if lengths.min() != lengths.max() else 0
+            raise InputError(f"{p}: column 'embedding' row {row} (0-based) has {lengths[row]} values, row 0 has "
+                             f"{lengths[0]}: every embedding needs the same, non-zero dimension")
         flat = column.flatten().to_numpy(zero_copy_only=False)
         emb = flat.reshape(len(column), -1)[[pos[i] for i in ids]]
     emb = np.asarray(emb, dtype=np.float32)
+    finite = np.isfinite(emb).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"{p}: the embedding of {id_column} {ids[row]!r} (row {row}) holds NaN or infinity "
+                         f"({int((~finite).sum())} such rows); nearest neighbours of it would be meaningless")
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     return emb / np.where(norms == 0, 1, norms)
 
@@ -136,6 +160,26 @@ class DenseRetriever(EncoderSettings):
         if self.exact_search in ("torch", "faiss-gpu") and (self.index != "flat" or self.load_index or self.save_index):
             raise InputError(f"exact_search {self.exact_search!r} is exact flat search: it takes no "
                              f"--index {self.index}, --load-index or --save-index")
+
+        check_int("--top-k", self.top_k, 1, MAX_RANK)
+        check_int("--batch-size", self.batch_size, 1, 1_000_000)
+        if self.ivf_nlist is not None:
+            check_int("--ivf-nlist", self.ivf_nlist, 1, 1 << 24)
+        check_int("--ivf-nprobe", self.ivf_nprobe, 1, 1 << 24)
+        # FAISS aborts the whole process (not an exception) on M < 2; beyond a few hundred it is only memory.
+        check_int("--hnsw-m", self.hnsw_m, 2, 1024)
+        check_int("--hnsw-ef-search", self.hnsw_ef_search, 1, 1 << 20)
+        check_device(self.device)
+        if self.dtype not in DTYPES:
+            raise InputError(f"--dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
+        for option, value in (("--corpus-embeddings", self.corpus_embeddings),
+                              ("--query-embeddings", self.query_embeddings), ("--load-index", self.load_index)):
+            if value and not Path(value).is_file():
+                raise InputError(f"{option} {value}: {'is a directory' if Path(value).is_dir() else 'not found'}")
+        if self.save_index:
+            from hnmine.output import check_writable_target
+
+            check_writable_target(Path(self.save_index), "--save-index")
 
     def search_backend(self) -> str:
         """Which code answers ``search``: the FAISS index on CPU, or exact search on the CUDA device."""
@@ -207,7 +251,12 @@ class DenseRetriever(EncoderSettings):
         if self.load_index:
             if not Path(self.load_index).exists():
                 raise InputError(f"--load-index {self.load_index}: not found")
-            index = faiss.read_index(self.load_index)
+            try:
+                index = faiss.read_index(self.load_index)
+            except RuntimeError as exc:  # FAISS reports any unreadable file as a RuntimeError
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+                raise InputError(f"--load-index {self.load_index}: not a FAISS index written by --save-index "
+                                 f"({first[:200]})") from None
             if index.ntotal != len(emb) or index.d != emb.shape[1]:
                 raise InputError(f"--load-index {self.load_index}: holds {index.ntotal} vectors of dimension "
                                  f"{index.d}, the corpus has {len(emb)} of dimension {emb.shape[1]}")
@@ -224,7 +273,13 @@ class DenseRetriever(EncoderSettings):
                 index.train(emb)
             index.add(emb)
             if self.save_index:
-                faiss.write_index(index, self.save_index)
+                from hnmine.output import atomic_path
+
+                try:
+                    with atomic_path(Path(self.save_index)) as tmp:
+                        faiss.write_index(index, str(tmp))
+                except RuntimeError as exc:
+                    raise InputError(f"--save-index {self.save_index}: could not be written ({exc})") from None
         if self.index == "hnsw":
             faiss.downcast_index(index).hnsw.efSearch = self.hnsw_ef_search
         elif self.index == "ivf":
@@ -256,9 +311,29 @@ class DenseRetriever(EncoderSettings):
         scores, idx = self._index.search(np.ascontiguousarray(self._query_emb[queries]), k)
         return idx, scores
 
+    def exact_topk(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` with every score recomputed row by row and the lists re-sorted by it.
+
+        FAISS computes a chunk's scores with BLAS or with its own loop depending on how many queries the chunk
+        holds, and the two round differently in the last bit; a row-by-row dot product gives each (query, doc)
+        the same float whatever else is in the chunk, so ``--chunk-size`` cannot change the output's bytes. A
+        few extra neighbours are fetched so a last-bit tie at the cut is decided by the exact score too.
+        """
+        idx, _ = self.search(queries, k + 8)
+        q = np.repeat(np.asarray(queries, dtype=np.int64), idx.shape[1])
+        flat = idx.reshape(-1)
+        exact = np.full(flat.shape, -np.inf, dtype=np.float64)
+        ok = flat >= 0
+        exact[ok] = self.score_pairs(q[ok], flat[ok]).astype(np.float32)
+        exact = exact.reshape(idx.shape)
+        order = np.lexsort((np.where(idx >= 0, idx, np.iinfo(np.int64).max), -exact), axis=-1) if idx.size else idx
+        idx = np.take_along_axis(idx, order, axis=1)[:, :k]
+        exact = np.take_along_axis(exact, order, axis=1)[:, :k]
+        return idx, exact
+
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         self.prepare(batch.data)
-        idx, scores = self.search(batch.queries, self.top_k)
+        idx, scores = self.exact_topk(batch.queries, self.top_k)
         candidates = topk_to_table(batch.queries, idx, scores, self.kind)
         pos = batch.positives
         pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())

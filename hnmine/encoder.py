@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from hnmine import progress
+from hnmine.cache_files import discard, verified_meta, write_entry
 from hnmine.errors import InputError
-from hnmine.output import atomic_path
 
+# Bumped when what a cache entry holds changes; entries of another format are recomputed.
+EMBEDDING_CACHE_FORMAT = "hnmine-embeddings-v2"
 BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -52,6 +55,33 @@ def device_list(device: str | None) -> list[str] | None:
     if not all(devices):
         raise InputError(f"--device {device!r}: expected a device or a comma-separated list (cuda:0,cuda:1)")
     return devices
+
+
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu)(:\d+)?")
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have before any work, not when the first model loads."""
+    if device is None:
+        return
+    for d in device_list(device) or [device]:
+        m = _DEVICE.fullmatch(d.strip())
+        if m is None:
+            raise InputError(f"--device {device!r}: {d!r} is not a device (expected cpu, cuda, cuda:N, mps, or a "
+                             "comma-separated list of them)")
+        kind, index = m.group(1), int(m.group(2)[1:]) if m.group(2) else 0
+        if kind == "cuda":
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if index >= count:
+                have = f"this machine has {count} CUDA device(s)" if count else "CUDA is not available here"
+                raise InputError(f"--device {device!r}: {have}")
+        elif kind == "mps":
+            import torch
+
+            if not torch.backends.mps.is_available():
+                raise InputError(f"--device {device!r}: MPS is not available here")
 
 
 def primary_device(device: str | None) -> str | None:
@@ -255,24 +285,34 @@ class Encoder:
         return cache_root / "embeddings" / f"{self._key(distinct, prompt, dtype)}.npy"
 
     def read_cache(self, cache_file: Path | None, rows: int) -> np.ndarray | None:
-        """A memory-mapped cache entry of ``rows`` rows (setting ``truncated``), or None on a miss."""
-        if cache_file is None or not cache_file.exists():
+        """A memory-mapped, verified cache entry of ``rows`` rows (setting ``truncated``), or None on a miss.
+
+        An entry whose bytes, checksum, dtype or shape do not match its sidecar is deleted and reported as a
+        miss (see ``cache_files``), so a damaged entry costs one re-encode, never a wrong or failing run.
+        """
+        if cache_file is None:
+            return None
+        meta = verified_meta(cache_file, {"rows": rows, "dtype": "float32", "format": EMBEDDING_CACHE_FORMAT})
+        if meta is None:
             return None
         try:
-            emb = np.load(cache_file, mmap_mode="r")
+            emb = np.load(cache_file, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError):
-            return None  # a corrupt cache entry is recomputed, never trusted
-        if emb.shape[0] != rows:
+            emb = None
+        if emb is None or emb.dtype != np.float32 or emb.shape != (rows, meta.get("dim")):
+            discard(cache_file)
             return None
-        self.truncated = _read_truncated(cache_file)
+        self.truncated = int(meta.get("truncated", 0))
         return emb
 
     def write_cache(self, cache_file: Path | None, emb: np.ndarray) -> None:
         if cache_file is None:
             return
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        meta = {"format": EMBEDDING_CACHE_FORMAT, "rows": int(emb.shape[0]), "dim": int(emb.shape[1]),
+                "dtype": "float32", "truncated": int(self.truncated)}
         try:
-            _save_atomic(cache_file, emb)
-            cache_file.with_suffix(".truncated").write_text(str(self.truncated))
+            write_entry(cache_file, lambda f: np.save(f, emb, allow_pickle=False), meta)
         except OSError as exc:  # a read-only cache costs a re-encode next time, not this run
             import warnings
 
@@ -413,20 +453,6 @@ def token_lengths(model: Any, texts: list[str], batch: int = 1024) -> np.ndarray
                         verbose=False)["input_ids"]
         lengths[start:start + len(enc)] = [len(ids) for ids in enc]
     return lengths
-
-
-def _read_truncated(cache_file: Path) -> int:
-    try:
-        return int(cache_file.with_suffix(".truncated").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """Concurrent runs may race to write the same entry; rename makes the loser's write harmless."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, tmp.open("wb") as f:
-        np.save(f, array)
 
 
 @dataclass

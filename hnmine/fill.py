@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column, sort_candidates
 from hnmine.data import MiningData
-from hnmine.errors import InputError
+from hnmine.errors import MAX_SEED, check_int
 
 FILL_RETRIEVER = "random"
 
@@ -67,8 +67,8 @@ class RandomFill:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_negatives < 1:
-            raise InputError(f"--num-negatives must be >= 1, got {self.num_negatives}")
+        check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
+        check_int("--seed", self.seed, 0, MAX_SEED)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         table = batch.candidates

@@ -17,6 +17,7 @@ from hnmine.bm25 import BM25Retriever
 from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.dense import DenseRetriever
+from hnmine.errors import MAX_RANK, check_float, check_int
 
 
 def reciprocal_rank_fusion(query_idx: np.ndarray, doc_idx: np.ndarray, rank: np.ndarray,
@@ -41,6 +42,10 @@ class HybridRetriever:
     rrf_k: float = 60.0
     bm25: BM25Retriever = field(default_factory=BM25Retriever)
     dense: DenseRetriever = field(default_factory=DenseRetriever)
+
+    def __post_init__(self) -> None:
+        check_int("--top-k", self.top_k, 1, MAX_RANK)
+        check_float("--rrf-k", self.rrf_k, minimum=0)
 
     def prepare(self, data: MiningData) -> None:
         self.bm25.prepare(data)

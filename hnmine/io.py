@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,10 @@ def qrels_pairs(table: pa.Table, path: str | Path, columns: ColumnNames = Column
     dids = id_column(table, path, d_name)
     if columns.qrels_score in table.column_names:
         scores = _numbers(table, path, columns.qrels_score)
+        bad = next((i for i, s in enumerate(scores) if s is not None and not math.isfinite(s)), None)
+        if bad is not None:
+            raise InputError(f"{path}: column '{columns.qrels_score}' row {bad} (0-based) is {scores[bad]}; "
+                             "a relevance score must be a finite number (or null)")
         return [(q, d) for q, d, s in zip(qids, dids, scores) if s is not None and s > 0]
     return list(zip(qids, dids))
 
@@ -331,7 +336,7 @@ def _parse_beir_qrels(qrels_path: Path) -> pa.Table:
                 raise InputError(f"{qrels_path}: line {row_no + 1} has {len(row)} fields, expected 3")
             try:
                 qrels.append((row[0], row[1], int(float(row[2]))))
-            except ValueError:
+            except (ValueError, OverflowError):  # "x", "nan" and "inf" alike
                 raise InputError(f"{qrels_path}: line {row_no + 1}: score {row[2]!r} is not a number") from None
     return pa.table({"query_id": [q for q, _, _ in qrels], "doc_id": [d for _, d, _ in qrels],
                      "score": pa.array([s for _, _, s in qrels], pa.int32())})

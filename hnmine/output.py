@@ -28,15 +28,51 @@ JSONL_FORMATS = ("flagembedding", "tevatron")
 ROW_GROUP_ROWS = 16_384
 
 
-def check_output_path(path: str | Path, overwrite: bool) -> Path:
-    """Fail before any work is done, not after an hour of encoding."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise InputError(f"output {path}: directory {path.parent} does not exist")
+# The longest name hnmine derives from an output's: ".NAME.manifest.json.XXXXXXXX.tmp" (the manifest's
+# temporary file); the checkpoint folder ".NAME.partial" and the output's own ".NAME.XXXXXXXX.tmp" are shorter.
+DERIVED_NAME_EXTRA = len("..manifest.json.") + 8 + len(".tmp")
+
+
+def check_writable_target(path: Path, role: str = "output") -> None:
+    """The folder exists, is a folder, takes a new file of this name: everything a write could trip on later.
+
+    Probed with a real temporary file, because permission bits say nothing about /proc, read-only mounts or
+    ACLs; the probe is removed at once.
+    """
+    parent = path.parent
+    if not parent.exists():
+        raise InputError(f"{role} {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{role} {path}: {parent} is not a directory")
     if path.is_dir():
-        raise InputError(f"output {path}: is a directory")
+        raise InputError(f"{role} {path}: is a directory")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    longest = len(path.name.encode("utf-8", "surrogateescape")) + DERIVED_NAME_EXTRA
+    if longest > name_max:
+        raise InputError(f"{role} {path}: the file name is too long ({longest - DERIVED_NAME_EXTRA} bytes; with "
+                         f"its temporary and manifest files it must stay within {name_max - DERIVED_NAME_EXTRA})")
+    try:
+        os.unlink(_temp_sibling(parent / ".hnmine-probe", _create_file))
+    except OSError as exc:
+        raise InputError(f"{role} {path}: cannot create files in {parent} ({exc.strerror or exc})") from None
+
+
+def check_output_path(path: str | Path, overwrite: bool, companions: tuple[Path, ...] = ()) -> Path:
+    """Fail before any work is done, not after an hour of encoding.
+
+    ``companions`` are files published with the output (its manifest): they must not be folders either, or
+    the run would fail after the output was already in place.
+    """
+    path = Path(path)
+    check_writable_target(path)
     if path.exists() and not overwrite:
         raise InputError(f"output {path}: already exists (pass --overwrite to replace it)")
+    for companion in companions:
+        if companion.is_dir():
+            raise InputError(f"output {path}: {companion} is a directory, so it could not be written")
     return path
 
 
@@ -61,6 +97,16 @@ def _create_file(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
 
 
+def _fsync(path: Path) -> None:
+    if not path.is_file():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path in the target's directory, renamed onto ``path`` only if the block succeeds.
@@ -72,6 +118,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _temp_sibling(path, _create_file)
     try:
         yield tmp
+        _fsync(tmp)  # the rename must never publish a name whose bytes are still only in memory
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

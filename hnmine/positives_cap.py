@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import InputError
+from hnmine.errors import MAX_SEED, check_int
 
 
 @dataclass
@@ -34,8 +34,8 @@ class PositivesPerQuery:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_positives < 1:
-            raise InputError(f"--positives-per-query must be >= 1, got {self.max_positives}")
+        check_int("--positives-per-query", self.max_positives, 1)
+        check_int("--seed", self.seed, 0, MAX_SEED)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         positives = batch.positives

@@ -17,7 +17,7 @@ from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.dense import DenseRetriever
 from hnmine.encoder import primary_device
-from hnmine.errors import InputError
+from hnmine.errors import MAX_RANK, InputError, check_float, check_int
 from hnmine.exclusion import PositiveExcluder
 from hnmine.false_negatives import FalseNegativeFilter
 from hnmine.fill import RandomFill
@@ -81,6 +81,23 @@ class MineOptions:
     lexical_top: int | None = None
 
     def validate(self) -> None:
+        # Options whose absence means "default" or "off" are None; 0 is refused like any other value below 1,
+        # rather than quietly meaning "off" where -1 is an error.
+        for option, value in (("--top-k", self.top_k), ("--positives-per-query", self.positives_per_query),
+                              ("--query-clusters", self.query_clusters), ("--ce-max-length", self.ce_max_length)):
+            if value is not None:
+                check_int(option, value, 1, MAX_RANK)
+        check_int("--ce-batch-size", self.ce_batch_size, 1, 1_000_000)
+        check_int("--chunk-size", self.chunk_size, 1, 1 << 24)
+        check_int("--range-max", self.range_max, 1, 1 << 30)
+        check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
+        # Checked even where the option is unused, so a typo'd value never waits for the day it matters.
+        check_float("--rrf-k", self.rrf_k, minimum=0)
+        check_float("--bm25-k1", self.bm25_k1, minimum=0)
+        check_float("--bm25-b", self.bm25_b, minimum=0, maximum=1)
+        check_float("--simans-a", self.simans_a, minimum=0)
+        check_float("--simans-b", self.simans_b)
+        check_float("--triplet-margin", self.triplet_margin, minimum=0)
         if self.retriever not in RETRIEVERS:
             raise InputError(f"--retriever {self.retriever!r}: expected one of {', '.join(RETRIEVERS)}")
         if self.range_max - self.range_min < self.num_negatives:

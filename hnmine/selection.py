@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import InputError
+from hnmine.errors import MAX_SEED, InputError, check_float, check_int
 
 STRATEGIES = ("top", "random", "simans")
 
@@ -49,8 +49,10 @@ class NegativeSelector:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise InputError(f"--sampling {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
-        if self.num_negatives < 1:
-            raise InputError(f"--num-negatives must be >= 1, got {self.num_negatives}")
+        check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
+        check_int("--seed", self.seed, 0, MAX_SEED)
+        check_float("--simans-a", self.simans_a, minimum=0)
+        check_float("--simans-b", self.simans_b)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         table = batch.candidates

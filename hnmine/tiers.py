@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hnmine.candidates import CandidateBatch, set_column
-from hnmine.errors import InputError
+from hnmine.errors import InputError, check_float
 
 TIER_MODES = ("rank", "gap")
 TIERS = ("hard", "medium", "easy")
@@ -67,6 +67,8 @@ class DifficultyTiers:
             self.hard = default_hard
         if self.medium is None:
             self.medium = default_medium
+        check_float("--tier-hard", self.hard)
+        check_float("--tier-medium", self.medium)
         if not self.hard < self.medium:
             raise InputError(f"tier bounds: hard ({self.hard}) must be smaller than medium ({self.medium})")
 

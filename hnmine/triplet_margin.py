@@ -14,9 +14,12 @@ likely unlabelled positives, this one seeks them out as the most informative. Us
 labels are complete or a cross-encoder has already cleaned them; combining both with the same margin
 leaves only ``easy``.
 
-Using the *lowest* positive, as every threshold in hnmine does, means a ``hard`` candidate is hard for at
-least the query's weakest positive. A candidate or query without a score in the column (NaN) is dropped:
-its place relative to the margin is unknown.
+Every output layout pairs a kept negative with *each* of its query's positives (one triplet per positive,
+or one n-tuple row per positive), so the type must hold against every positive, not only the weakest: a
+negative between two positives' scores is ``hard`` for one and ``semihard`` for the other. Each condition is
+an interval in ``p`` for a fixed ``s``, so testing it at the query's lowest and highest positive scores
+tests it for all of them. A candidate or query without a score in the column (NaN) is dropped: its place
+relative to the margin is unknown.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import InputError
+from hnmine.errors import InputError, check_float
 
 TRIPLET_TYPES = ("all", "hard", "semihard", "easy")
 
@@ -60,8 +63,7 @@ class TripletMarginFilter:
     def __post_init__(self) -> None:
         if self.triplet_type not in TRIPLET_TYPES:
             raise InputError(f"--triplet-type {self.triplet_type!r}: expected one of {', '.join(TRIPLET_TYPES)}")
-        if self.margin < 0:
-            raise InputError(f"--triplet-margin must be >= 0, got {self.margin}")
+        check_float("--triplet-margin", self.margin, minimum=0)
         if self.triplet_type == "semihard" and self.margin == 0:
             raise InputError("--triplet-type semihard needs --triplet-margin > 0 (0 < p - s <= 0 is empty)")
 
@@ -69,6 +71,7 @@ class TripletMarginFilter:
         if batch.num_candidates == 0:
             return batch
         column = batch.score_column(self.score_column)
-        keep = triplet_margin_mask(batch.scores(column), batch.lowest_positive(column), self.triplet_type,
-                                   self.margin)
+        scores = batch.scores(column)
+        keep = triplet_margin_mask(scores, batch.lowest_positive(column), self.triplet_type, self.margin)
+        keep &= triplet_margin_mask(scores, batch.highest_positive(column), self.triplet_type, self.margin)
         return batch.keep(keep)

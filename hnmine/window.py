@@ -14,7 +14,7 @@ from typing import ClassVar
 import pyarrow.compute as pc
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import InputError
+from hnmine.errors import MAX_RANK, InputError, check_int
 
 
 @dataclass
@@ -24,8 +24,9 @@ class RankWindow:
     range_max: int | None = None
 
     def __post_init__(self) -> None:
-        if self.range_min < 0:
-            raise InputError(f"--range-min must be >= 0, got {self.range_min}")
+        check_int("--range-min", self.range_min, 0, MAX_RANK)
+        if self.range_max is not None:
+            check_int("--range-max", self.range_max, 1, MAX_RANK)
         if self.range_max is not None and self.range_max <= self.range_min:
             raise InputError(
                 f"--range-min ({self.range_min}) must be smaller than --range-max ({self.range_max})"
