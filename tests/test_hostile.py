@@ -93,7 +93,7 @@ def dense(inputs, folder: Path, **vectors) -> list[str]:
     ("--batch-size", "0", "--batch-size must be >= 1"),
     ("--ce-batch-size", "0", "--ce-batch-size must be >= 1"),
     ("--num-negatives", "0", "--num-negatives must be >= 1"),
-    ("--max-score", "nan", "not NaN"),
+    ("--max-score", "nan", "must be finite numbers"),
     ("--device", "cuda:7", "--device 'cuda:7'"),
     ("--device", "gpu", "is not a device"),
     ("--device", "cpu,", "--device 'cpu,'"),
