@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from hnmine import __version__, progress
 from hnmine.ambiguous import parse_zone
-from hnmine.checkpoint import ChunkCheckpoint, fingerprint
+from hnmine.checkpoint import ChunkCheckpoint, OutputLock, run_fingerprint
 from hnmine.config import load_pipeline, pipeline_to_toml
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.data import MiningData
@@ -27,7 +27,15 @@ from hnmine.errors import InputError, Terminated
 from hnmine.exclusion import PositiveExcluder
 from hnmine.hidden_positives import hide_positives, with_probes
 from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
-from hnmine.output import FORMATS, MinedWriter, atomic_dir, atomic_path, check_output_path, write_json_atomic
+from hnmine.output import (
+    FORMATS,
+    MinedWriter,
+    atomic_dir,
+    atomic_path,
+    check_output_path,
+    deferred_signals,
+    write_json_atomic,
+)
 from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_denoiser, build_pipeline
 from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
@@ -455,7 +463,11 @@ def mine(
         typer.echo(pipeline_to_toml(pipeline))
         return
 
-    def run() -> None:
+    def run() -> tuple[MiningReport, Path]:
+        with contextlib.ExitStack() as held:  # the output's lock, held until the run has published or failed
+            return run_holding(held)
+
+    def run_holding(held: contextlib.ExitStack) -> tuple[MiningReport, Path]:
         if output is None:
             raise InputError("missing --output")
         ray_run = _ray_engine(engine, ray_address, ray_workers, ray_shards)
@@ -469,6 +481,7 @@ def mine(
                              "be labelled a negative")
         if prompt is not None and format != "flagembedding":
             raise InputError("--prompt is FlagEmbedding's per-record field; it needs --format flagembedding")
+        held.enter_context(OutputLock(out))  # a second run on this --output stops here, in one line
         build()  # options are checked before any data is read
         data = _read(lambda: _load(queries, corpus, qrels, pairs, beir, split, columns, strict))
         pipeline = build(int(data.positive_counts.max()))
@@ -481,14 +494,15 @@ def mine(
             raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")
         if ray_run is not None:
             ray_run.prepare_mine(pipeline, data)  # encode, search, cross-encode on Ray; stages get the results
-        checkpoint = ChunkCheckpoint(out, fingerprint({
-            "version": __version__, "inputs": {k: input_entry(v) for k, v in data.source.items()},
-            "pipeline": pipeline_to_toml(pipeline), "format": format, "audit": audit_columns, "prompt": prompt,
+        inputs = {k: input_entry(v) for k, v in data.source.items()}  # hashed now, as read, for the manifest
+        checkpoint = ChunkCheckpoint(out, run_fingerprint(data, pipeline, {
+            "version": __version__, "inputs": inputs, "format": format, "audit": audit_columns, "prompt": prompt,
         }), enabled=resume and hide_fraction is None)
         pipeline.start(data)
         chunks = pipeline.chunks(data)
         if not all(checkpoint.finished(i) for i in range(len(chunks))):
             pipeline.prepare(data)  # encoding and indexes are phases of their own, before mining starts
+        publishing = held.enter_context(contextlib.ExitStack())
         with atomic_path(out) if ray_run is None else ray_run.output_dir(out) as tmp:
             writer = MinedWriter(tmp, format, n, audit_columns, prompt) if ray_run is None else ray_run.writer(
                 tmp, format, n, audit_columns)
@@ -506,6 +520,8 @@ def mine(
                         writer.write_formatted(payload, dropped)
                         step.advance(len(chunk))
                 writing = progress.begin("write", unit="rows")
+            # From the rename to the manifest, a signal waits: the output is never left without its manifest.
+            publishing.enter_context(deferred_signals(f"{out} and its manifest were written and are complete"))
         checkpoint.clear()
         pipeline.collect_notes()
         if split_tiers:
@@ -523,7 +539,7 @@ def mine(
         options["dense"] = stage_options(opts.dense)
         options.update(format=format, audit_columns=audit_columns, config=str(config) if config else None,
                        prompt=prompt)
-        manifest = build_manifest("mine", pipeline, report, options, data.source, out, started)
+        manifest = build_manifest("mine", pipeline, report, options, inputs, out, started)
         if format == "flagembedding":
             manifest["flagembedding"] = flagembedding_manifest(pipeline, report.rows_dropped_by_format)
         if format == "tevatron":
@@ -534,6 +550,7 @@ def mine(
             manifest["engine"] = ray_run.describe()
             ray_run.close()
         write_json_atomic(manifest_path(out), manifest)
+        publishing.close()
         writing.advance(report.rows_written)
         writing.finish()
         return report, out

@@ -126,6 +126,39 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
+def deferred_signals(outcome: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then interrupt with ``outcome`` as the truth to tell.
+
+    Publishing (renaming the output into place, writing its manifest) must not stop half-way: an output
+    without its manifest, reported as "no output was written", is worse than finishing the last step.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in wanted}
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught and not failed:
+            from hnmine.errors import Terminated
+
+            exc = Terminated(caught[0]) if caught[0] == signal.SIGTERM else KeyboardInterrupt()
+            exc.outcome = outcome  # type: ignore[attr-defined]
+            raise exc
+
+
+@contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """``atomic_path`` for a directory output (Parquet parts, a trained model): renamed onto ``path`` on success.
 

@@ -99,13 +99,14 @@ def input_entry(path: str) -> dict[str, Any]:
 
 
 def build_manifest(command: str, pipeline: Pipeline | None, report: MiningReport, options: dict[str, Any],
-                   inputs: dict[str, str], output: Path, started: float) -> dict[str, Any]:
+                   inputs: dict[str, Any], output: Path, started: float) -> dict[str, Any]:
     return {
         "hnmine_version": __version__,
         "command": command,
         "argv": sys.argv,
         "python": platform.python_version(),
-        "inputs": {k: input_entry(v) for k, v in inputs.items()},
+        # Entries hashed at the start of the run (dicts) are kept as they are: they describe what was read.
+        "inputs": {k: v if isinstance(v, dict) else input_entry(v) for k, v in inputs.items()},
         "output": str(output),
         "options": options,
         "pipeline": ([{"kind": s.kind, **stage_options(s)} for s in pipeline.stages] if pipeline else None),

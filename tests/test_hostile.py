@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -416,3 +417,327 @@ def test_denoise_manifest_path_that_is_a_directory(tmp_path):
     result = runner.invoke(app, ["denoise", str(triplets), "--output", str(out), "--cross-encoder", "x",
                                  "--max-score", "0.5"])
     one_error_line(result, "is a directory, so it could not be written")
+
+
+# Resume, checkpoints and concurrent runs ------------------------------------------------------------------
+
+
+def interrupt_after_first_chunk(monkeypatch) -> None:
+    """The next run stops (Ctrl-C) right after checkpointing its first chunk."""
+    import hnmine.checkpoint
+
+    save = hnmine.checkpoint.ChunkCheckpoint.save
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        monkeypatch.setattr(hnmine.checkpoint.ChunkCheckpoint, "save", save)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hnmine.checkpoint.ChunkCheckpoint, "save", save_then_stop)
+
+
+def resumed_equals_fresh(monkeypatch, tmp_path, first: list[str], second: list[str], change=None) -> None:
+    """Interrupt a run of ``first`` after one chunk, optionally ``change()`` something, finish ``second`` on the
+    same output, and compare with ``second`` run from scratch: a stale chunk would make them differ."""
+    out = tmp_path / "t.parquet"
+    interrupt_after_first_chunk(monkeypatch)
+    result = runner.invoke(app, [*first, "--output", str(out), "--chunk-size", "1"])
+    assert result.exit_code == 130, result.output
+    assert list((tmp_path / ".t.parquet.partial").glob("chunk-*.json")), "no chunk was checkpointed"
+    if change is not None:
+        change()
+    resumed = runner.invoke(app, [*second, "--output", str(out), "--chunk-size", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    fresh = tmp_path / "fresh.parquet"
+    assert runner.invoke(app, [*second, "--output", str(fresh), "--chunk-size", "1", "--no-resume"]).exit_code == 0
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def no_output(inputs, *extra: str) -> list[str]:
+    """``mine_args`` without ``--output``, which ``resumed_equals_fresh`` adds."""
+    return [*mine_args(inputs, Path("unused"))[:-3], "--quiet", *extra]
+
+
+def test_resume_fingerprint_covers_column_options(monkeypatch, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    q = write(folder / "q.parquet", query_id=["q1", "q2", "q3"], query=["rain clouds", "iron magnets", "lava rock"])
+    c = write(folder / "c.parquet", doc_id=[f"d{i}" for i in range(12)],
+              text=[f"passage {i} about {['rain', 'iron', 'lava'][i % 3]}" for i in range(12)],
+              title=[f"title {i}" for i in range(12)], heading=[["lava", "rain", "iron"][i % 3] * 3 for i in range(12)])
+    r = write(folder / "r.parquet", query_id=["q1", "q2", "q3"], doc_id=["d0", "d1", "d2"])
+    args = no_output((q, c, r))
+    resumed_equals_fresh(monkeypatch, tmp_path, args, [*args, "--title-column", "heading"])
+
+
+def test_resume_fingerprint_covers_embedding_file_contents(monkeypatch, tmp_path):
+    inputs = make_inputs(tmp_path / "in")
+    args = no_output(inputs, *dense(inputs, tmp_path))
+    rng = np.random.default_rng(9)
+    resumed_equals_fresh(monkeypatch, tmp_path, args, args,
+                         change=lambda: np.save(tmp_path / "docs.npy", rng.standard_normal((30, 8)).astype(np.float32)))
+
+
+def test_resume_fingerprint_covers_beir_folder_files(monkeypatch, tmp_path):
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    docs = [f'{{"_id": "d{i}", "title": "", "text": "passage {i} on {["rain", "iron", "lava"][i % 3]} words"}}'
+            for i in range(15)]
+    (root / "corpus.jsonl").write_text("\n".join(docs) + "\n")
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "rain"}\n{"_id": "q2", "text": "iron"}\n'
+                                        '{"_id": "q3", "text": "lava"}\n')
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td1\t1\nq3\td2\t1\n")
+    args = ["mine", "--beir", str(root), "--retriever", "bm25", "--range-min", "0", "--range-max", "8",
+            "--num-negatives", "3", "--quiet"]
+
+    def rewrite_corpus() -> None:
+        (root / "corpus.jsonl").write_text("\n".join(d.replace("words", "rain iron lava") for d in docs) + "\n")
+
+    resumed_equals_fresh(monkeypatch, tmp_path, args, args, change=rewrite_corpus)
+
+
+def test_fingerprint_covers_a_model_folders_files(tmp_path):
+    from hnmine.checkpoint import path_digest
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"1234")
+    before = path_digest(str(model))
+    (model / "weights.bin").write_bytes(b"12345")
+    assert path_digest(str(model)) != before
+    assert path_digest("all-MiniLM-L6-v2") is not None  # the bundled model is fingerprinted by its files
+
+
+@pytest.mark.parametrize("damage", ["state-json", "missing-chunk", "flipped-bytes", "counts-json", "plain-file",
+                                    "empty-chunk"])
+def test_damaged_checkpoint_folder_is_repaired_not_fatal(monkeypatch, tmp_path, damage):
+    inputs = make_inputs(tmp_path / "in")
+    args = no_output(inputs)
+    partial = tmp_path / ".t.parquet.partial"
+
+    def spoil() -> None:
+        chunk = sorted(partial.glob("chunk-*.parquet"))[0]
+        if damage == "state-json":
+            (partial / "state.json").write_text("{not json")
+        elif damage == "missing-chunk":
+            chunk.unlink()
+        elif damage == "flipped-bytes":
+            raw = bytearray(chunk.read_bytes())
+            raw[len(raw) // 2] ^= 0xFF
+            chunk.write_bytes(bytes(raw))
+        elif damage == "counts-json":
+            chunk.with_suffix(".json").write_text("[1, 2")
+        elif damage == "empty-chunk":
+            chunk.write_bytes(b"")
+        else:
+            shutil.rmtree(partial)
+            partial.write_text("not a folder")
+
+    resumed_equals_fresh(monkeypatch, tmp_path, args, args, change=spoil)
+    assert leftovers(tmp_path / "t.parquet") == []
+
+
+def test_second_run_on_the_same_output_is_refused_in_one_line(inputs, tmp_path):
+    from hnmine.checkpoint import OutputLock
+
+    out = tmp_path / "t.parquet"
+    with OutputLock(out):
+        result = run(inputs, out)
+        one_error_line(result, "another hnmine run")
+        assert not out.exists() and leftovers(out) == [".t.parquet.lock"]
+    assert run(inputs, out).exit_code == 0
+    assert leftovers(out) == []
+
+
+# ``python -m hnmine`` whose first chunk waits until $RELEASE exists: the run certainly holds its output while
+# the test starts a second one, however slow the machine.
+HELD_HNMINE = """
+import os, time
+from pathlib import Path
+import hnmine.pipeline
+run_chunk = hnmine.pipeline.Pipeline.run_chunk
+def held_run_chunk(self, *args, **kwargs):
+    while not Path(os.environ["RELEASE"]).exists():
+        time.sleep(0.02)
+    return run_chunk(self, *args, **kwargs)
+hnmine.pipeline.Pipeline.run_chunk = held_run_chunk
+from hnmine.cli import main
+main()
+"""
+
+
+def test_concurrent_processes_on_one_output_one_wins_one_is_refused(tmp_path):
+    """Two real processes on the same --output: one writes it, the other stops with one line (no mix of seeds)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    q, c, r = make_inputs(tmp_path / "in")
+    out, release = tmp_path / "t.parquet", tmp_path / "release"
+
+    def cmd(seed: str) -> list[str]:
+        return [sys.executable, "-c", HELD_HNMINE, *mine_args((q, c, r), out), "--overwrite",
+                "--sampling", "random", "--seed", seed, "--chunk-size", "1"]
+
+    env = {**os.environ, "RELEASE": str(release)}
+    first = subprocess.Popen(cmd("1"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline and not list(tmp_path.glob(".t.parquet.*.tmp")):
+            time.sleep(0.01)
+        assert first.poll() is None, first.communicate()[1]
+        second = subprocess.run(cmd("2"), cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+        release.touch()
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2 and "another hnmine run" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr and second.stderr.strip().count("\n") == 0
+    manifest = json.loads((tmp_path / "t.parquet.manifest.json").read_text())
+    assert manifest["options"]["seed"] == 1
+    reference = tmp_path / "ref.parquet"
+    assert runner.invoke(app, [*mine_args((q, c, r), reference), "--sampling", "random", "--seed", "1"]).exit_code == 0
+    assert out.read_bytes() == reference.read_bytes()
+    assert leftovers(out) == []
+
+
+def test_ctrl_c_while_publishing_finishes_publishing_and_says_so(inputs, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import hnmine.cli
+
+    write_json = hnmine.cli.write_json_atomic
+
+    def interrupted_write(path, payload):
+        os.kill(os.getpid(), signal.SIGINT)  # lands between the output's rename and its manifest
+        write_json(path, payload)
+
+    monkeypatch.setattr(hnmine.cli, "write_json_atomic", interrupted_write)
+    out = tmp_path / "t.parquet"
+    result = run(inputs, out)
+    one_error_line(result, "t.parquet and its manifest were written and are complete", code=130)
+    assert out.exists() and (tmp_path / "t.parquet.manifest.json").exists()
+    assert leftovers(out) == []
+
+
+def test_inputs_are_hashed_as_read_not_at_the_end(inputs, tmp_path, monkeypatch):
+    import hashlib
+
+    import hnmine.pipeline
+
+    q, _, _ = inputs
+    original = hashlib.sha256(q.read_bytes()).hexdigest()
+    run_chunk = hnmine.pipeline.Pipeline.run_chunk
+
+    def rewrite_queries_mid_run(self, *args, **kwargs):
+        write(q, query_id=["q1", "q2", "q3"], query=["changed", "after", "reading"])
+        return run_chunk(self, *args, **kwargs)
+
+    monkeypatch.setattr(hnmine.pipeline.Pipeline, "run_chunk", rewrite_queries_mid_run)
+    out = tmp_path / "t.parquet"
+    assert run(inputs, out).exit_code == 0
+    manifest = json.loads((tmp_path / "t.parquet.manifest.json").read_text())
+    assert manifest["inputs"]["queries"]["sha256"] == original
+
+
+def test_sigterm_mid_run_cleans_up_like_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    from tests.test_reliability import SLOW_CHUNKS_HNMINE
+
+    q, c, r = make_inputs(tmp_path / "in")
+    out = tmp_path / "t.parquet"
+    cmd = [sys.executable, "-c", SLOW_CHUNKS_HNMINE, *mine_args((q, c, r), out), "--chunk-size", "1", "--no-resume"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SLOW_CHUNK_S": "0.5"})
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not list(tmp_path.glob(".t.parquet.*.tmp")):
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be terminated"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM); no output was written" in stderr and "Traceback" not in stderr
+    assert not out.exists() and leftovers(out) == []
+
+
+# Caches: verified on read, repaired on mismatch ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "nan", "truncated", "empty", "wrong-dim", "no-sidecar",
+                                    "bad-sidecar"])
+def test_damaged_embedding_cache_entry_is_a_miss_and_is_removed(tmp_path, damage):
+    from hnmine.cache_files import sidecar
+    from hnmine.encoder import Encoder
+
+    encoder = Encoder(cache_dir=str(tmp_path))
+    entry = tmp_path / "embeddings" / "e.npy"
+    emb = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    encoder.truncated = 2
+    encoder.write_cache(entry, emb)
+    fresh = Encoder(cache_dir=str(tmp_path))
+    assert np.array_equal(fresh.read_cache(entry, 5), emb) and fresh.truncated == 2
+    size = entry.stat().st_size
+    if damage == "zeroed":
+        entry.write_bytes(bytes(size))
+    elif damage == "nan":
+        raw = entry.read_bytes()
+        entry.write_bytes(raw[:-16] + np.full(4, np.nan, np.float32).tobytes())
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[: size // 2])
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    elif damage == "wrong-dim":
+        np.save(entry, np.zeros((5, 3), np.float32))
+    elif damage == "no-sidecar":
+        sidecar(entry).unlink()
+    else:
+        sidecar(entry).write_text("{")
+    assert Encoder(cache_dir=str(tmp_path)).read_cache(entry, 5) is None
+    assert not entry.exists() and not sidecar(entry).exists()  # removed: the next write heals it
+    encoder.write_cache(entry, emb)
+    assert np.array_equal(Encoder(cache_dir=str(tmp_path)).read_cache(entry, 5), emb)
+
+
+def test_cache_entry_of_other_row_count_is_not_served(tmp_path):
+    from hnmine.encoder import Encoder
+
+    entry = tmp_path / "e.npy"
+    Encoder().write_cache(entry, np.ones((5, 4), np.float32))
+    assert Encoder().read_cache(entry, 6) is None
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "truncated", "flipped"])
+def test_damaged_bm25_cache_entry_is_rebuilt_and_results_unchanged(inputs, tmp_path, damage):
+    from hnmine.cache_files import file_sha256, sidecar
+
+    cache = tmp_path / "cache"
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert run(inputs, first, "--cache-dir", str(cache)).exit_code == 0
+    (entry,) = (cache / "bm25").glob("*.npz")
+    raw = entry.read_bytes()
+    if damage == "zeroed":
+        entry.write_bytes(bytes(len(raw)))
+    elif damage == "truncated":
+        entry.write_bytes(raw[: len(raw) // 3])
+    else:
+        entry.write_bytes(raw[:-40] + bytes(b ^ 0x55 for b in raw[-40:]))
+    assert run(inputs, second, "--cache-dir", str(cache)).exit_code == 0
+    assert first.read_bytes() == second.read_bytes()
+    assert json.loads(sidecar(entry).read_text())["sha256"] == file_sha256(entry)  # healed

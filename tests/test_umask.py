@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from hnmine.cache_files import sidecar, write_entry
 from hnmine.cli import app
-from hnmine.encoder import _save_atomic
 from hnmine.output import atomic_dir, atomic_path
 
 runner = CliRunner()
@@ -44,10 +44,11 @@ def test_helpers_follow_the_umask(tmp_path, umask):
         tmp.write_bytes(b"x")
     with atomic_dir(tmp_path / "d") as tmp:
         (tmp / "part.bin").write_bytes(b"x")
-    _save_atomic(tmp_path / "cache" / "e.npy", np.zeros(3, np.float32))
+    write_entry(tmp_path / "cache" / "e.npy", lambda f: np.save(f, np.zeros(3, np.float32)), {})
     assert mode(tmp_path / "f.bin") == 0o666 & ~umask
     assert mode(tmp_path / "d") == 0o777 & ~umask
     assert mode(tmp_path / "cache" / "e.npy") == 0o666 & ~umask
+    assert mode(sidecar(tmp_path / "cache" / "e.npy")) == 0o666 & ~umask
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary left behind"
 
 
