@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from hnmine import progress
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import DTYPES, EncoderSettings, check_device, primary_device, resolve_dtype
+from hnmine.encoder import DTYPES, EncoderSettings, primary_device, resolve_dtype
 from hnmine.errors import MAX_RANK, InputError, check_int
 from hnmine.retrieval import topk_to_table
 
@@ -169,7 +169,6 @@ class DenseRetriever(EncoderSettings):
         # FAISS aborts the whole process (not an exception) on M < 2; beyond a few hundred it is only memory.
         check_int("--hnsw-m", self.hnsw_m, 2, 1024)
         check_int("--hnsw-ef-search", self.hnsw_ef_search, 1, 1 << 20)
-        check_device(self.device)
         if self.dtype not in DTYPES:
             raise InputError(f"--dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
         for option, value in (("--corpus-embeddings", self.corpus_embeddings),

@@ -16,7 +16,7 @@ from hnmine.bm25 import BM25Retriever
 from hnmine.clusters import QueryClusters
 from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.dense import DenseRetriever
-from hnmine.encoder import primary_device
+from hnmine.encoder import check_device, primary_device
 from hnmine.errors import MAX_RANK, InputError, check_float, check_int
 from hnmine.exclusion import PositiveExcluder
 from hnmine.false_negatives import FalseNegativeFilter
@@ -89,6 +89,7 @@ class MineOptions:
                 check_int(option, value, 1, MAX_RANK)
         check_int("--ce-batch-size", self.ce_batch_size, 1, 1_000_000)
         check_int("--chunk-size", self.chunk_size, 1, 1 << 24)
+        check_device(self.dense.device)  # here, not in the stage: a pipeline can be built for another machine
         check_int("--range-max", self.range_max, 1, 1 << 30)
         check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
         # Checked even where the option is unused, so a typo'd value never waits for the day it matters.

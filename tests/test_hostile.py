@@ -39,6 +39,13 @@ def run(inputs, out: Path, *extra: str):
     return runner.invoke(app, mine_args(inputs, out, *extra))
 
 
+def run_config(inputs, out: Path, config: Path):
+    """``--config`` sets the whole pipeline, so no pipeline flags go with it."""
+    q, c, r = inputs
+    return runner.invoke(app, ["mine", "--queries", str(q), "--corpus", str(c), "--qrels", str(r),
+                               "--config", str(config), "--output", str(out), "--quiet"])
+
+
 def one_error_line(result, message: str, code: int = 2) -> None:
     """Exit ``code``, exactly one ``error:`` line holding ``message``, and no traceback."""
     assert result.exit_code == code, result.output
@@ -185,21 +192,21 @@ def test_pipeline_file_composition_and_types_are_validated(inputs, tmp_path, tom
     config = tmp_path / "p.toml"
     config.write_text(toml)
     out = tmp_path / "t.parquet"
-    assert_failed_cleanly(run(inputs, out, "--config", str(config)), out, message)
+    assert_failed_cleanly(run_config(inputs, out, config), out, message)
 
 
 def test_a_legal_pipeline_file_still_runs(inputs, tmp_path):
     config = tmp_path / "p.toml"
     config.write_text(PIPELINE_HEAD + EXCLUDE + '[[stage]]\nkind = "rank_window"\nrange_max = 10\n' + SELECT)
     out = tmp_path / "t.parquet"
-    result = run(inputs, out, "--config", str(config))
+    result = run_config(inputs, out, config)
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).num_rows == 6
 
 
 def test_pipeline_file_that_is_a_directory(inputs, tmp_path):
     out = tmp_path / "t.parquet"
-    assert_failed_cleanly(run(inputs, out, "--config", str(tmp_path)), out, "is a directory")
+    assert_failed_cleanly(run_config(inputs, out, tmp_path), out, "is a directory")
 
 
 def two_positive_inputs(tmp_path: Path):
