@@ -62,9 +62,20 @@ def _require(table: pa.Table, path: str | Path, names: Sequence[str]) -> None:
             raise InputError(f"{path}: missing required column '{name}' (columns present: {have})")
 
 
+def _plain_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dictionary-encoded strings (pandas categoricals) and ``string_view`` columns, as plain strings."""
+    kind = column.type
+    if pa.types.is_dictionary(kind) and (pa.types.is_string(kind.value_type) or pa.types.is_large_string(
+            kind.value_type) or pa.types.is_integer(kind.value_type)):
+        return column.cast(kind.value_type)
+    if getattr(pa.types, "is_string_view", lambda t: False)(kind):
+        return column.cast(pa.string())
+    return column
+
+
 def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
     """Ids may be strings or integers in the file; internally they are strings so joins never mix types."""
-    column = table.column(name)
+    column = _plain_strings(table.column(name))
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
             or pa.types.is_integer(column.type)):
         raise InputError(f"{path}: column '{name}' has type {column.type}, expected string or integer ids")
@@ -82,7 +93,7 @@ def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
 def text_column(table: pa.Table, path: str | Path, name: str, ids: list[str] | None = None,
                 id_name: str = "", allow_empty: bool = False) -> list[str]:
     """Texts must be non-empty strings: an empty passage would become a meaningless negative."""
-    column = table.column(name)
+    column = _plain_strings(table.column(name))
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise InputError(f"{path}: column '{name}' has type {column.type}, expected string")
     try:

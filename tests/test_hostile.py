@@ -748,3 +748,36 @@ def test_damaged_bm25_cache_entry_is_rebuilt_and_results_unchanged(inputs, tmp_p
     assert run(inputs, second, "--cache-dir", str(cache)).exit_code == 0
     assert first.read_bytes() == second.read_bytes()
     assert json.loads(sidecar(entry).read_text())["sha256"] == file_sha256(entry)  # healed
+
+
+def test_quiet_shows_no_model_loading_bars(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    q, c, r = make_inputs(tmp_path / "in")
+    out = tmp_path / "t.parquet"
+    args = mine_args((q, c, r), out)
+    args[args.index("bm25")] = "dense"
+    done = subprocess.run([sys.executable, "-m", "hnmine", *args, "--no-cache"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Loading weights" not in done.stderr and done.stderr.strip() == "", done.stderr
+
+
+@pytest.mark.parametrize("encoding", ["dictionary", "string_view"])
+def test_categorical_and_string_view_text_columns_are_read_as_strings(tmp_path, encoding):
+    import pyarrow as pa
+
+    q, c, r = make_inputs(tmp_path / "in")
+    table = pq.read_table(c)
+    text = table.column("text")
+    text = text.dictionary_encode() if encoding == "dictionary" else text.cast(pa.string_view())
+    ids = table.column("doc_id").dictionary_encode()
+    pq.write_table(pa.table({"doc_id": ids, "text": text}), tmp_path / "c2.parquet")
+    plain, other = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert run((q, c, r), plain).exit_code == 0
+    result = run((q, tmp_path / "c2.parquet", r), other)
+    assert result.exit_code == 0, result.output
+    assert plain.read_bytes() == other.read_bytes()
