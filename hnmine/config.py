@@ -53,9 +53,12 @@ PHASES: dict[str, int] = {
     "exclude_positives": 1,
     "rank_window": 2, "cross_encoder_score": 2, "cross_encoder_denoise": 2, "bi_encoder_denoise": 2,
     "false_negative_filter": 2, "ambiguous_zone": 2, "triplet_margin": 2, "positives_per_query": 2,
-    "select": 3, "fill_random": 4, "tiers": 5, "query_clusters": 5,
+    "sibling_filter": 2,
+    # synthetic_negatives mixes generated rows into the selected ones, so it stands where fill does
+    "select": 3, "fill_random": 4, "synthetic_negatives": 4, "tiers": 5, "query_clusters": 5,
 }
-PHASE_NAMES = ("a retriever", "exclude_positives", "filters", "select", "fill_random", "labels (tiers, clusters)")
+PHASE_NAMES = ("a retriever", "exclude_positives", "filters", "select", "fill (fill_random, synthetic_negatives)",
+               "labels (tiers, clusters)")
 # Score columns beyond the retriever's ``score``, and the stages that add them.
 SCORE_COLUMN_SOURCES = {"ce_score": ("cross_encoder_score", "cross_encoder_denoise"),
                         "teacher_cosine": ("bi_encoder_denoise",), "bm25_score": ("hybrid",),

@@ -24,6 +24,8 @@ from hnmine.errors import MAX_RANK, InputError, check_int
 from hnmine.retrieval import topk_to_table
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
+# Neighbours fetched beyond top_k so that a last-bit tie at the cut is decided by the exact score (exact_topk).
+EXACT_RESCORE_EXTRA = 8
 SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-gpu")
 
 
@@ -318,7 +320,7 @@ class DenseRetriever(EncoderSettings):
         the same float whatever else is in the chunk, so ``--chunk-size`` cannot change the output's bytes. A
         few extra neighbours are fetched so a last-bit tie at the cut is decided by the exact score too.
         """
-        idx, _ = self.search(queries, k + 8)
+        idx, _ = self.search(queries, k + EXACT_RESCORE_EXTRA)
         q = np.repeat(np.asarray(queries, dtype=np.int64), idx.shape[1])
         flat = idx.reshape(-1)
         exact = np.full(flat.shape, -np.inf, dtype=np.float64)

@@ -36,7 +36,7 @@ from hnmine.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.candidates import CandidateBatch
 from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
+from hnmine.dense import EXACT_RESCORE_EXTRA, DenseRetriever
 from hnmine.encoder import Encoder, resolve_dtype
 from hnmine.errors import InputError
 from hnmine.hybrid import HybridRetriever
@@ -339,7 +339,9 @@ class RayEngine:
         self.check_pipeline(pipeline)
         self.start()
         for dense in _dense_retrievers(pipeline):
-            self._prepare_dense(dense, data, dense.top_k if _searched(pipeline, dense) else 0)
+            # as deep as the local search: DenseRetriever.exact_topk re-scores a few beyond top_k
+            depth = dense.top_k + EXACT_RESCORE_EXTRA if _searched(pipeline, dense) else 0
+            self._prepare_dense(dense, data, depth)
         prefix, scorers = _before_cross_encoder(pipeline)
         if scorers:
             head = Pipeline(prefix, chunk_size=pipeline.chunk_size)

@@ -195,6 +195,13 @@ def test_pipeline_file_composition_and_types_are_validated(inputs, tmp_path, tom
     assert_failed_cleanly(run_config(inputs, out, config), out, message)
 
 
+def test_every_stage_kind_has_a_place_in_the_order():
+    """A stage kind added without a phase would be checked as a filter, wherever it really belongs."""
+    from hnmine.config import PHASES, STAGE_KINDS
+
+    assert set(STAGE_KINDS) <= set(PHASES), sorted(set(STAGE_KINDS) - set(PHASES))
+
+
 def test_a_legal_pipeline_file_still_runs(inputs, tmp_path):
     config = tmp_path / "p.toml"
     config.write_text(PIPELINE_HEAD + EXCLUDE + '[[stage]]\nkind = "rank_window"\nrange_max = 10\n' + SELECT)
