@@ -136,7 +136,7 @@ def check_composition(stages: list[Stage], where: str) -> None:
     for i, stage in enumerate(stages):
         column = getattr(stage, "score_column", None)
         sources = SCORE_COLUMN_SOURCES.get(column) if isinstance(column, str) else None
-        if sources and not any(k in sources for k in kinds[:i]):
+        if sources and not any(k in sources for k in kinds[:i + 1]):  # a stage may read the column it adds
             raise InputError(f"{where}: stage #{i + 1} {stage.kind!r} reads score_column {column!r}, which only "
                              f"{' or '.join(sources)} adds, and none runs before it")
 
