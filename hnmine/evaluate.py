@@ -400,6 +400,12 @@ def evaluate(mined: pa.Table, labels: pa.Table, num_negatives: int | None = None
         raise InputError(f"--num-negatives {num_negatives}: expected at least 1")
     pairs = mined_pairs(mined, mined_path)
     relevant = relevant_pairs(labels, labels_path)
+    labelled_queries = {q for q, _ in relevant}
+    if pairs.num_queries and not labelled_queries.intersection(pairs.query_ids):
+        # A false-negative rate of 0.00 % here would only mean the ids differ (another split, another id scheme).
+        example = ", ".join(repr(q) for q in pairs.query_ids[:3])
+        raise InputError(f"{labels_path}: none of the {pairs.num_queries:,} mined queries has a label there "
+                         f"(mined query ids such as {example}); nothing to measure: check the split and the id columns")
     scales = scale_values(pairs)
     metrics = {
         "inputs": {"mined": str(mined_path), "labels": str(labels_path), "mined_rows": mined.num_rows,

@@ -41,6 +41,9 @@ STAGE_LABELS = {
 }
 
 
+RETRIEVER_KINDS = frozenset({"bm25", "dense", "hybrid"})
+
+
 def _examples(ids: list[str], n: int = 5) -> str:
     if not ids:
         return ""
@@ -61,9 +64,12 @@ def print_summary(report: MiningReport, console: Console, title: str = "hnmine m
         kind = stage.kind.split(":", 1)[-1]
         if kind == "hidden_positive_probe":
             continue
-        label = STAGE_LABELS.get(kind, kind)
-        value = stage.rows_out if i == 0 else stage.dropped
-        table.add_row(f"{label}", f"{value:,}")
+        if kind in RETRIEVER_KINDS:  # a retriever adds rows: what it found, not what it dropped
+            table.add_row(STAGE_LABELS[kind], f"{stage.rows_out:,}")
+            continue
+        if i == 0:  # no retriever (denoise): the candidates came from the input file
+            table.add_row("candidate pairs read", f"{stage.rows_in:,}")
+        table.add_row(STAGE_LABELS.get(kind, kind), f"{stage.dropped:,}")
     table.add_row("negatives emitted", f"{report.negatives_emitted:,}")
     if report.negatives_filled:
         table.add_row("  of which random fill (--fill random)", f"{report.negatives_filled:,}")

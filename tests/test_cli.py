@@ -278,3 +278,28 @@ def test_interrupted_run_resumes_from_finished_chunks_and_matches_uninterrupted(
     manifest = json.loads((tmp_path / "t.parquet.manifest.json").read_text())
     assert manifest["counts"]["negatives_emitted"] == json.loads(
         (tmp_path / "full.parquet.manifest.json").read_text())["counts"]["negatives_emitted"]
+
+
+def test_denoise_summary_counts_what_each_stage_dropped():
+    """denoise has no retriever: its first stage's row used to show the rows it kept, labelled as excluded."""
+    import io
+
+    from rich.console import Console
+
+    from hnmine.pipeline import MiningReport, StageCount
+    from hnmine.report import print_summary
+
+    report = MiningReport(queries=3, documents=10, positives=3,
+                          stages=[StageCount("exclude_positives", 600, 595),
+                                  StageCount("cross_encoder_denoise", 595, 500)])
+    buffer = io.StringIO()
+    print_summary(report, Console(file=buffer, width=200), title="hnmine denoise")
+    lines = {" ".join(line.replace("│", " ").split()) for line in buffer.getvalue().splitlines()}
+    assert "candidate pairs read 600" in lines
+    assert "positives / duplicates / query text excluded 5" in lines
+    assert "dropped by cross-encoder denoising 95" in lines
+    mined = MiningReport(stages=[StageCount("bm25", 0, 700), StageCount("exclude_positives", 700, 690)])
+    buffer = io.StringIO()
+    print_summary(mined, Console(file=buffer, width=200))
+    lines = {" ".join(line.replace("│", " ").split()) for line in buffer.getvalue().splitlines()}
+    assert "retrieved (BM25) 700" in lines and "positives / duplicates / query text excluded 10" in lines

@@ -245,3 +245,13 @@ def test_cli_eval_reports_the_catch_rate_of_a_filter_from_beir_labels(sample_dir
         assert "filter catch rate" in result.output
     result = runner.invoke(app, ["eval", str(after), "--qrels", str(labels), "--before", str(tmp_path / "no.parquet")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_labels_for_other_queries_are_an_error_not_a_zero_rate(sample_dir, mined_bm25, tmp_path):
+    """Labels whose query ids match none of the mined queries used to report 0.00 % false negatives."""
+    with pytest.raises(InputError, match="none of the 2 mined queries has a label"):
+        evaluate(mined_table(), pa.table({"query_id": ["x1", "x2"], "doc_id": ["n1", "n2"], "score": [1, 1]}))
+    labels = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"query_id": ["other-1"], "doc_id": ["d"], "score": [1]}), labels)
+    result = runner.invoke(app, ["eval", str(mined_bm25), "--qrels", str(labels)])
+    assert result.exit_code == 2 and "has a label there" in result.output and "Traceback" not in result.output

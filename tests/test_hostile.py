@@ -788,3 +788,44 @@ def test_categorical_and_string_view_text_columns_are_read_as_strings(tmp_path, 
     result = run((q, tmp_path / "c2.parquet", r), other)
     assert result.exit_code == 0, result.output
     assert plain.read_bytes() == other.read_bytes()
+
+
+def test_sigterm_stops_the_multi_process_encoding_pool(tmp_path, tiny_sentence_transformer):
+    """SIGTERM to a ``--device cpu,cpu`` run stops the pool's worker processes too (they held 1.5 GB when left)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO
+
+    q, c, r = make_inputs(tmp_path / "in")
+    out = tmp_path / "t.parquet"
+    args = mine_args((q, c, r), out, "--no-resume", "--device", "cpu,cpu", "--model", tiny_sentence_transformer,
+                     "--cache-dir", str(tmp_path / "cache"))
+    args[args.index("bm25")] = "dense"
+    proc = subprocess.Popen([sys.executable, "-m", "hnmine", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline and len(workers) < 2:
+            with __import__("contextlib").suppress(psutil.NoSuchProcess):
+                workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                           if "resource_tracker" not in " ".join(p.cmdline())]
+            time.sleep(0.01)
+        assert proc.poll() is None and len(workers) >= 2, (
+            f"the pool's workers never showed up while the run lasted (exit {proc.poll()}, {len(workers)} children)")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], f"pool workers still running after SIGTERM: {[p.pid for p in alive]}"
+    assert not out.exists() and leftovers(out) == []
