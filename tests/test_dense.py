@@ -103,3 +103,24 @@ def test_encoding_over_several_processes_matches_one_process():
     assert device_list("cuda") is None
     with pytest.raises(InputError, match="comma-separated"):
         device_list("cuda:0,")
+
+
+def test_chunks_in_order_are_answered_from_one_search_ahead_with_the_same_rows(vectors, monkeypatch):
+    """Chunks walking the queries in order share one index search; scattered chunks are searched as given."""
+    data, d = vectors
+    emb = {"corpus_embeddings": str(d / "docs.npy"), "query_embeddings": str(d / "queries.npy")}
+    whole = retrieve(data, **emb).candidates
+    dense = DenseRetriever(top_k=10, **emb)
+    calls = []
+    search = DenseRetriever.search
+    monkeypatch.setattr(DenseRetriever, "search", lambda self, q, k: calls.append(len(q)) or search(self, q, k))
+    parts = [dense.apply(CandidateBatch.start(data, np.arange(s, min(s + 3, 20)))).candidates for s in range(0, 20, 3)]
+    assert pa.concat_tables(parts).equals(whole)
+    assert calls == [20]  # one search of every query (fewer than SEARCH_AHEAD), then slices of it
+    calls.clear()
+    scattered = dense.apply(CandidateBatch.start(data, np.array([5, 2, 9]))).candidates
+    assert calls == [3]
+    for q in (5, 2, 9):
+        def rows(t, q=q):
+            return t.filter(pa.compute.equal(t.column("query_idx"), q)).column("doc_idx").to_pylist()
+        assert rows(scattered) == rows(whole)
