@@ -113,6 +113,20 @@ def shrink_corpus(folder: Path, keep: int) -> None:
     pq.write_table(corpus.filter(pc.or_(positives, first)), folder / "corpus.parquet")
 
 
+# What the defaults pick (precision, search backend) depends on the machine; each run's manifest says what ran.
+HNMINE_DEFAULTS = "hnmine (defaults)"
+
+
+def run_notes(run: dict[str, Any]) -> dict[str, Any]:
+    """What an hnmine run's manifest says about itself (encoder precision, search backend, encoder seconds)."""
+    return ((run.get("manifest") or {}).get("counts") or {}).get("notes") or {}
+
+
+def size_label(n: int) -> str:
+    """100000 -> '100k', 2500 -> '2.5k', 800 -> '800' (a corpus label, never '0k')."""
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
 def run_corpus(label: str, inputs: Path, out_dir: Path, snapshot: Path, device: str) -> list[dict[str, Any]]:
     work = out_dir / label
     work.mkdir(parents=True, exist_ok=True)
@@ -133,7 +147,7 @@ def run_corpus(label: str, inputs: Path, out_dir: Path, snapshot: Path, device: 
 
     margin = ["--margin", str(WARM_MARGIN)]
     st_margin = ["--absolute-margin", str(WARM_MARGIN)]
-    measured("cold", "hnmine (defaults: bf16, torch search)", lambda: runner.hnmine(f"{label}-cold-hnmine", files, gpu))
+    measured("cold", HNMINE_DEFAULTS, lambda: runner.hnmine(f"{label}-cold-hnmine", files, gpu))
     measured("cold", "ST defaults (float32)", lambda: runner.st(f"{label}-cold-st", inputs, [], cache=True))
     measured("cold", "hnmine --dtype float32",
              lambda: runner.hnmine(f"{label}-cold-hnmine-fp32", files, gpu, dtype="float32"))
@@ -144,7 +158,7 @@ def run_corpus(label: str, inputs: Path, out_dir: Path, snapshot: Path, device: 
 
     corpus = pq.read_table(inputs / "corpus.parquet")
     doc_id_of = dict(zip(vs.corpus_texts(corpus), corpus.column("doc_id").to_pylist(), strict=True))
-    base = next(r for r in runs if r["label"].startswith("hnmine (defaults"))
+    base = next(r for r in runs if r["label"] == HNMINE_DEFAULTS)
     for run in runs:
         if run["rc"] == 0:
             run["pairs"] = vs.chosen_pairs(run, doc_id_of)[0]
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU: {card}; {info['queries']} SciFact train queries; corpora: SciFact ({info['docs']:,} passages) and "
           f"{args.docs:,} passages built from it; out dir {out_dir}", flush=True)
     runs = run_corpus("scifact", scifact, out_dir, snapshot, device)
-    runs += run_corpus(f"{args.docs // 1000}k", grown, out_dir, snapshot, device)
+    runs += run_corpus(size_label(args.docs), grown, out_dir, snapshot, device)
     total = time.perf_counter() - start
 
     print()
@@ -204,9 +218,12 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if r["rc"] == 0 else f"  FAILED, see {r['log']}"))
     for corpus in dict.fromkeys(r["corpus"] for r in runs):
         mine = {r["label"]: r for r in runs if r["corpus"] == corpus and r["rc"] == 0}
-        pairs = [("hnmine (defaults: bf16, torch search)", "ST defaults (float32)"),
+        notes = run_notes(mine.get(HNMINE_DEFAULTS, {}))
+        print(f"{corpus}: {HNMINE_DEFAULTS} ran with encoder precision {notes.get('encoder precision', '?')}, "
+              f"search {notes.get('exact search', 'FAISS flat index on CPU')}")
+        pairs = [(HNMINE_DEFAULTS, "ST defaults (float32)"),
                  ("hnmine --dtype float32", "ST defaults (float32)"),
-                 ("hnmine (defaults: bf16, torch search)", "ST bfloat16"), ("hnmine (cache)", "ST cache_folder")]
+                 (HNMINE_DEFAULTS, "ST bfloat16"), ("hnmine (cache)", "ST cache_folder")]
         ratios = [f"{a} vs {b}: {mine[b]['wall_s'] / mine[a]['wall_s']:.2f}x" for a, b in pairs
                   if a in mine and b in mine]
         print(f"{corpus}: ST time / hnmine time: " + "; ".join(ratios))
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 "jaccard_vs_hnmine_cold", "load_before", "load_after")
         args.json.write_text(json.dumps({"card": card, "device": device, "docs": args.docs, "total_s": total,
                                          "runs": [{**{k: r.get(k) for k in keep}, "stats": r.get("stats"),
-                                                   "notes": (r.get("manifest") or {}).get("notes")}
+                                                   "notes": run_notes(r)}
                                                   for r in runs]}, indent=2, default=str) + "\n", encoding="utf-8")
     if args.out_dir is None:
         shutil.rmtree(out_dir, ignore_errors=True)
