@@ -34,8 +34,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hnmine.bm25_index import build_bm25_index  # noqa: E402
-from hnmine.tokenize import tokenize_many  # noqa: E402
+from hnmine.engines.bm25_index import build_bm25_index  # noqa: E402
+from hnmine.engines.tokenize import tokenize_many  # noqa: E402
 
 DEFAULT_DIR = REPO.parent / "shared" / "datasets" / "scifact"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

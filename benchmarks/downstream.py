@@ -13,7 +13,8 @@ Strategies (``--strategies``):
 * ``bm25``, ``dense``, ``hybrid``: ``hnmine mine --retriever ...`` with hnmine's defaults (window 10..50,
   ``top`` sampling) except ``--num-negatives 1``, encoded in float32 (``--dtype float32``), as every row that
   encodes except ``dense-bf16``. ``dense`` is therefore hnmine's default ``mine`` recipe in float32.
-* ``dense-bf16``: ``dense`` mined with ``--dtype bfloat16`` (bfloat16 linear layers, see ``hnmine/precision.py``),
+* ``dense-bf16``: ``dense`` mined with ``--dtype bfloat16`` (bfloat16 linear layers, see
+  ``hnmine/engines/precision.py``),
   which is what the default ``--dtype auto`` becomes on CPUs with native bf16 and on GPUs.
 * ``dense-ce``: ``dense`` + ``--cross-encoder TEACHER --max-ratio 0.95``. The teacher is trained here with
   ``hnmine train-denoiser`` on the train split only (positives vs BM25 negatives, RocketQA), starting from the
@@ -138,7 +139,7 @@ def mine_random(scifact: Path, out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hnmine.io import read_beir
+    from hnmine.io.inputs import read_beir
 
     queries, corpus, qrels = read_beir(scifact, "train")
     qtext = dict(zip(queries.column("query_id").to_pylist(), queries.column("query").to_pylist(), strict=True))
@@ -195,7 +196,7 @@ def mine_st(scifact: Path, out: Path, cache: Path) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    from hnmine.io import read_beir
+    from hnmine.io.inputs import read_beir
 
     queries, corpus, qrels = read_beir(scifact, "train")
     qtext = dict(zip(queries.column("query_id").to_pylist(), queries.column("query").to_pylist(), strict=True))
@@ -293,7 +294,7 @@ def ensure_mined(strategy: str, args: argparse.Namespace) -> tuple[Path, dict[st
 
 class TestSet:
     def __init__(self, scifact: Path, quick: bool) -> None:
-        from hnmine.io import read_beir
+        from hnmine.io.inputs import read_beir
 
         queries, corpus, qrels = read_beir(scifact, "test")
         self.query_ids = queries.column("query_id").to_pylist()

@@ -146,7 +146,7 @@ def mine(row: str, setting: Setting, args: argparse.Namespace, out: Path) -> dic
 
 class DevSet:
     def __init__(self, root: Path) -> None:
-        from hnmine.io import load_beir, read_beir
+        from hnmine.io.inputs import load_beir, read_beir
 
         data = load_beir(root, "dev")
         _, _, qrels = read_beir(root, "dev")
@@ -190,7 +190,7 @@ def train(triplets: Path, seed: int, args: argparse.Namespace, work: Path) -> tu
         SentenceTransformerTrainingArguments,
     )
 
-    from hnmine.encoder import resolve_model
+    from hnmine.engines.encoder import resolve_model
 
     dataset = Dataset(pq.read_table(triplets))
     if args.quick:
@@ -306,7 +306,7 @@ def main() -> None:
             if row == "zero-shot":
                 from sentence_transformers import SentenceTransformer
 
-                from hnmine.encoder import resolve_model
+                from hnmine.engines.encoder import resolve_model
 
                 model, info = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device=args.device), {}
             else:

@@ -33,7 +33,7 @@ def load_1min() -> float:
 
 
 def texts(scifact: Path, split: str, max_docs: int | None) -> tuple[list[str], list[str]]:
-    from hnmine.io import load_beir
+    from hnmine.io.inputs import load_beir
 
     data = load_beir(scifact, split)
     docs = list(data.doc_texts)[:max_docs] if max_docs else list(data.doc_texts)
@@ -54,7 +54,7 @@ def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def measure(dtype: str, queries: list[str], docs: list[str], batch_size: int, device: str | None) -> dict[str, Any]:
-    from hnmine.encoder import Encoder, load_sentence_transformer, resolve_dtype
+    from hnmine.engines.encoder import Encoder, load_sentence_transformer, resolve_dtype
 
     resolved = resolve_dtype(dtype, device)
     load_sentence_transformer("all-MiniLM-L6-v2", device, resolved)  # model load is not encoding time

@@ -38,11 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hnmine.data import MiningData  # noqa: E402
-from hnmine.encoder import Encoder  # noqa: E402
-from hnmine.hidden_positives import hide_positives  # noqa: E402
-from hnmine.io import load_beir, read_beir  # noqa: E402
+from hnmine.engines.encoder import Encoder  # noqa: E402
+from hnmine.io.inputs import load_beir, read_beir  # noqa: E402
 from hnmine.pipeline import Pipeline  # noqa: E402
 from hnmine.recipe import MineOptions, build_pipeline  # noqa: E402
+from hnmine.stages.hidden_positives import hide_positives  # noqa: E402
 
 NUM_NEGATIVES = 5
 
@@ -181,7 +181,7 @@ def sentence_transformers_recipe(name: str, **kwargs) -> Recipe:
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.util import mine_hard_negatives
 
-        from hnmine.encoder import resolve_model
+        from hnmine.engines.encoder import resolve_model
 
         data = setting.data
         anchors, positives = [], []

@@ -39,10 +39,10 @@ def main() -> None:
 
     import ray
 
-    from hnmine.dense import DenseRetriever
-    from hnmine.encoder import Encoder
-    from hnmine.io import read_beir
-    from hnmine.ray_engine import RayEngine
+    from hnmine.engines.encoder import Encoder
+    from hnmine.engines.ray import RayEngine
+    from hnmine.io.inputs import read_beir
+    from hnmine.stages.dense import DenseRetriever
 
     queries, corpus, _ = read_beir(Path(args.beir), "test")
     titles = corpus.column("title").to_pylist() if "title" in corpus.column_names else [""] * corpus.num_rows

@@ -179,8 +179,8 @@ def _instrument(detail: dict, save) -> None:
     """Time the parts of ``prepare`` and the corpus fingerprinting from outside, without changing them."""
     import functools
 
-    import hnmine.bm25 as bm25_mod
-    import hnmine.dense as dense_mod
+    import hnmine.stages.bm25 as bm25_mod
+    import hnmine.stages.dense as dense_mod
     from hnmine.data import MiningData
 
     def timed(name: str, func, count_tokens: bool = False):
@@ -223,14 +223,14 @@ def child(args: argparse.Namespace) -> int:
 
     try:
         sys.path.insert(0, str(REPO))
-        from hnmine.bm25 import BM25Retriever
         from hnmine.data import MiningData
-        from hnmine.dense import DenseRetriever
-        from hnmine.exclusion import PositiveExcluder
-        from hnmine.output import MinedWriter, atomic_path
+        from hnmine.io.writers import MinedWriter, atomic_path
         from hnmine.pipeline import Pipeline
-        from hnmine.selection import NegativeSelector
-        from hnmine.window import RankWindow
+        from hnmine.stages.bm25 import BM25Retriever
+        from hnmine.stages.dense import DenseRetriever
+        from hnmine.stages.exclusion import PositiveExcluder
+        from hnmine.stages.selection import NegativeSelector
+        from hnmine.stages.window import RankWindow
 
         detail = result["detail"]
         _instrument(detail, save)
@@ -343,7 +343,7 @@ def st_child(args: argparse.Namespace, data, pairs: list, result: dict, save) ->
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     seconds, peaks = result["seconds"], result["rss_peak_after_mib"]
     start = time.perf_counter()

@@ -25,7 +25,8 @@ Teachers (each score names its scale):
 * ``ens``: agreement of the four above: the mean of each one's per-query z-score (the query's candidates give
   mean and spread; the known positive is placed on the same per-query scale).
 
-Rules (``hnmine.false_negatives.false_negative_mask``; ``p`` is the known positive's score on the teacher's scale):
+Rules (``hnmine.stages.false_negatives.false_negative_mask``;
+``p`` is the known positive's score on the teacher's scale):
 
 * ``max_score`` (global, scale-bound): drop ``s >= t``;  ``margin``: drop ``s >= p - m``;
 * ``max_ratio`` (sign-safe): drop ``s > p - |p|(1 - r)``;
@@ -59,13 +60,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from false_negatives import nfcorpus_one_positive
 
-from hnmine.bm25 import BM25Retriever
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
-from hnmine.exclusion import PositiveExcluder
-from hnmine.false_negatives import false_negative_mask, query_spread
 from hnmine.pipeline import Pipeline
-from hnmine.window import RankWindow
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.false_negatives import false_negative_mask, query_spread
+from hnmine.stages.window import RankWindow
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
@@ -104,7 +105,7 @@ def ce_scores(model_path: str, data: MiningData, q: np.ndarray, d: np.ndarray, m
         z = np.load(key)
         if len(z["q"]) == len(q) and (z["q"] == q).all() and (z["d"] == d).all():
             return z["s"], float(z["seconds"])
-    from hnmine.cross_encoder import load_cross_encoder
+    from hnmine.stages.cross_encoder import load_cross_encoder
 
     model = load_cross_encoder(model_path, None, max_length)
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """The share of a cold encoding run spent tokenizing, with every text tokenized twice (before) and once (now).
 
 Before: a tokenizer pass for lengths and truncation counts, then ``SentenceTransformer.encode`` tokenized
-each batch again. Now: one pass whose ids feed the model (``hnmine.encoder.TokenizedTexts``). Both runs
+each batch again. Now: one pass whose ids feed the model (``hnmine.engines.encoder.TokenizedTexts``). Both runs
 encode the same SciFact passages cold (no cache), alternated, ``--repeats`` times each; medians are printed,
 with the tokenizing seconds measured inside the same runs (first pass, plus each batch's tokenization inside
 ``encode`` for the twice path, timed by wrapping the model's ``preprocess``). The embeddings are checked to be
@@ -25,8 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import hnmine.encoder as encoder_module  # noqa: E402
-from hnmine.encoder import Encoder, load_sentence_transformer, resolve_dtype  # noqa: E402
+import hnmine.engines.encoder as encoder_module  # noqa: E402
+from hnmine.engines.encoder import Encoder, load_sentence_transformer, resolve_dtype  # noqa: E402
 
 DEFAULT_DIR = REPO.parent / "shared" / "datasets" / "scifact"
 
@@ -69,7 +69,7 @@ def tokenizer_only(texts: list[str], dtype: str, batch_size: int, repeats: int) 
     model's ``preprocess``, and padding every batch. twice: ``token_lengths`` (untruncated pass) then the model's
     ``preprocess`` for every batch, as ``encode`` does. Same length order and batches; alternated repeats.
     """
-    from hnmine.encoder import TokenizedTexts, token_lengths
+    from hnmine.engines.encoder import TokenizedTexts, token_lengths
 
     model = load_sentence_transformer("all-MiniLM-L6-v2", None, dtype)
     limit = model.max_seq_length

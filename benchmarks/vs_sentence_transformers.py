@@ -242,7 +242,7 @@ def write_inputs(scifact: Path, out_dir: Path, subset: int | None, seed: int) ->
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from hnmine.io import read_beir
+    from hnmine.io.inputs import read_beir
 
     queries, corpus, qrels = read_beir(scifact, "train")
     info: dict[str, Any] = {"queries": queries.num_rows, "docs": corpus.num_rows, "qrels": qrels.num_rows}

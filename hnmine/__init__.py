@@ -6,21 +6,21 @@ chunks of queries. The CLI (``hnmine mine`` / ``hnmine denoise``) is a thin laye
 
 __version__ = "0.1.0"
 
-from hnmine.ambiguous import AmbiguousZoneFilter
-from hnmine.bm25 import BM25Retriever
 from hnmine.candidates import CandidateBatch
-from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
-from hnmine.encoder import Encoder
+from hnmine.engines.encoder import Encoder
 from hnmine.errors import InputError
-from hnmine.exclusion import PositiveExcluder
-from hnmine.false_negatives import FalseNegativeFilter
-from hnmine.hybrid import HybridRetriever
-from hnmine.io import load_beir, load_pairs_input, load_qrels_inputs
+from hnmine.io.inputs import load_beir, load_pairs_input, load_qrels_inputs
 from hnmine.pipeline import MiningReport, Pipeline
-from hnmine.selection import NegativeSelector
-from hnmine.window import RankWindow
+from hnmine.stages.ambiguous import AmbiguousZoneFilter
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.false_negatives import FalseNegativeFilter
+from hnmine.stages.hybrid import HybridRetriever
+from hnmine.stages.selection import NegativeSelector
+from hnmine.stages.window import RankWindow
 
 __all__ = [
     "AmbiguousZoneFilter",

@@ -17,17 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from hnmine import __version__, progress
-from hnmine.ambiguous import parse_zone
-from hnmine.checkpoint import ChunkCheckpoint, OutputLock, run_fingerprint
 from hnmine.config import load_pipeline, pipeline_to_toml
-from hnmine.cross_encoder import CrossEncoderDenoiser
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError, Terminated
-from hnmine.exclusion import PositiveExcluder
-from hnmine.hidden_positives import hide_positives, with_probes
-from hnmine.io import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
-from hnmine.output import (
+from hnmine.io.inputs import ColumnNames, load_beir, load_pairs_input, load_qrels_inputs, read_beir
+from hnmine.io.manifest import build_manifest, input_entry, manifest_path, print_summary
+from hnmine.io.triplets import TripletColumns, denoise_triplets, read_triplets
+from hnmine.io.writers import (
     FORMATS,
     MinedWriter,
     atomic_dir,
@@ -36,12 +32,16 @@ from hnmine.output import (
     deferred_signals,
     write_json_atomic,
 )
+from hnmine.jobs.checkpoint import ChunkCheckpoint, OutputLock, run_fingerprint
 from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_denoiser, build_pipeline
-from hnmine.report import build_manifest, input_entry, manifest_path, print_summary
 from hnmine.stage import stage_options
-from hnmine.triplets import TripletColumns, denoise_triplets, read_triplets
-from hnmine.window import RankWindow
+from hnmine.stages.ambiguous import parse_zone
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.hidden_positives import hide_positives, with_probes
+from hnmine.stages.window import RankWindow
 
 app = typer.Typer(
     name="hnmine",
@@ -121,7 +121,7 @@ def _ray_engine(engine: str, address: str | None, workers: int | None, shards: i
         return None
     if engine != "ray":
         raise InputError(f"--engine {engine!r}: expected local or ray")
-    from hnmine.ray_engine import RayEngine
+    from hnmine.engines.ray import RayEngine
 
     return RayEngine(address=address, workers=workers, shards=shards)
 
@@ -688,7 +688,7 @@ def denoise(
 
 def tier_paths(path: Path) -> list[Path]:
     """OUTPUT.hard/.medium/.easy(.untiered) beside the output: checked up front, written after."""
-    from hnmine.tiers import TIERS, UNTIERED
+    from hnmine.stages.tiers import TIERS, UNTIERED
 
     return [path.with_name(f"{path.stem}.{tier}{path.suffix}") for tier in (*TIERS, UNTIERED)]
 
@@ -696,7 +696,7 @@ def tier_paths(path: Path) -> list[Path]:
 def write_tier_files(path: Path, overwrite: bool, column: str = "tier") -> list[Path]:
     import pyarrow.parquet as pq
 
-    from hnmine.tiers import split_by_tier
+    from hnmine.stages.tiers import split_by_tier
 
     table = pq.read_table(path)
     written = []
@@ -716,7 +716,7 @@ def split(
     """Write one file per curriculum tier (INPUT.hard/.medium/.easy.parquet) for easy -> hard training."""
 
     def run() -> None:
-        from hnmine.io import read_parquet
+        from hnmine.io.inputs import read_parquet
 
         read_parquet(input, "mined")
         for path in write_tier_files(input, overwrite):
@@ -735,8 +735,8 @@ def diff(
 
     def run() -> None:
 
-        from hnmine.diff import diff_mined
-        from hnmine.io import read_parquet
+        from hnmine.evaluation.diff import diff_mined
+        from hnmine.io.inputs import read_parquet
 
         result = diff_mined(read_parquet(old, "old mined"), read_parquet(new, "new mined"))
         from rich.table import Table
@@ -808,9 +808,9 @@ def eval_mined(
     def run() -> None:
         from rich.table import Table
 
-        from hnmine.evaluate import evaluate, write_report
-        from hnmine.io import read_beir_qrels
-        from hnmine.readers import read_table
+        from hnmine.evaluation.metrics import evaluate, write_report
+        from hnmine.io.inputs import read_beir_qrels
+        from hnmine.io.readers import read_table
 
         json_path = check_output_path(json_out, overwrite=True) if json_out is not None else None
         if (qrels is None) == (beir is None):
@@ -918,7 +918,7 @@ def train_denoiser_command(
     def run() -> None:
         import shutil
 
-        from hnmine.train_denoiser import DenoiserTraining, train_denoiser
+        from hnmine.jobs.train_denoiser import DenoiserTraining, train_denoiser
 
         if output.exists():
             raise InputError(f"output {output}: already exists")

@@ -7,9 +7,9 @@ Switching is one import line::
 
 The arguments, defaults, output columns and output formats are sentence-transformers' (v6.2). The work is
 hnmine's: the model encodes exactly as sentence-transformers would (``encode_query`` / ``encode_document``, the
-same prompts), then an exact FAISS search, :class:`~hnmine.exclusion.PositiveExcluder`,
-:class:`~hnmine.window.RankWindow`, :class:`~hnmine.cross_encoder.CrossEncoderDenoiser` or
-:class:`~hnmine.false_negatives.FalseNegativeFilter`, and :class:`~hnmine.selection.NegativeSelector`.
+same prompts), then an exact FAISS search, :class:`~hnmine.stages.exclusion.PositiveExcluder`,
+:class:`~hnmine.stages.window.RankWindow`, :class:`~hnmine.stages.cross_encoder.CrossEncoderDenoiser` or
+:class:`~hnmine.stages.false_negatives.FalseNegativeFilter`, and :class:`~hnmine.stages.selection.NegativeSelector`.
 
 Where the semantics deliberately differ (each also in the README, "Coming from sentence-transformers"):
 
@@ -45,16 +45,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hnmine.cross_encoder import CrossEncoderDenoiser
-from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError
-from hnmine.exclusion import PositiveExcluder
-from hnmine.false_negatives import FalseNegativeFilter
-from hnmine.io import pairs_data
+from hnmine.io.inputs import pairs_data
 from hnmine.pipeline import Pipeline
-from hnmine.selection import NegativeSelector
 from hnmine.stage import Stage
-from hnmine.window import RankWindow
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.false_negatives import FalseNegativeFilter
+from hnmine.stages.selection import NegativeSelector
+from hnmine.stages.window import RankWindow
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def mine_hard_negatives(
 
 def _sentence_transformer(model: Any) -> Any:
     if isinstance(model, str | os.PathLike):
-        from hnmine.encoder import load_sentence_transformer
+        from hnmine.engines.encoder import load_sentence_transformer
 
         return load_sentence_transformer(str(model), None, "float32")
     return model

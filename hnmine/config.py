@@ -15,26 +15,26 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from hnmine.ambiguous import AmbiguousZoneFilter
-from hnmine.bi_encoder_denoise import BiEncoderDenoiser
-from hnmine.bm25 import BM25Retriever
-from hnmine.clusters import QueryClusters
-from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
-from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError, check_int
-from hnmine.exclusion import PositiveExcluder
-from hnmine.false_negatives import FalseNegativeFilter
-from hnmine.fill import RandomFill
-from hnmine.hybrid import HybridRetriever
 from hnmine.pipeline import Pipeline
-from hnmine.positives_cap import PositivesPerQuery
-from hnmine.selection import NegativeSelector
-from hnmine.siblings import SiblingFilter
 from hnmine.stage import Stage, stage_options
+from hnmine.stages.ambiguous import AmbiguousZoneFilter
+from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.clusters import QueryClusters
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.false_negatives import FalseNegativeFilter
+from hnmine.stages.fill import RandomFill
+from hnmine.stages.hybrid import HybridRetriever
+from hnmine.stages.positives_cap import PositivesPerQuery
+from hnmine.stages.selection import NegativeSelector
+from hnmine.stages.siblings import SiblingFilter
 from hnmine.stages.synthetic import SyntheticNegatives
-from hnmine.tiers import DifficultyTiers
-from hnmine.triplet_margin import TripletMarginFilter
-from hnmine.window import RankWindow
+from hnmine.stages.tiers import DifficultyTiers
+from hnmine.stages.triplet_margin import TripletMarginFilter
+from hnmine.stages.window import RankWindow
 
 STAGE_KINDS: dict[str, type] = {
     cls.kind: cls

@@ -16,8 +16,8 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, sort_candidates
 from hnmine.data import MiningData
-from hnmine.selection import NegativeSelector
 from hnmine.stage import Stage, prepare
+from hnmine.stages.selection import NegativeSelector
 
 
 @dataclass
@@ -174,7 +174,7 @@ class Pipeline:
 
     def triplets(self, data: MiningData, audit: bool = True) -> pa.Table:
         """The whole run as one triplet table, for mining inside a training script."""
-        from hnmine.output import triplet_table
+        from hnmine.io.writers import triplet_table
 
         tables = [triplet_table(batch, audit) for batch in self.run(data)]
         return pa.concat_tables(tables)

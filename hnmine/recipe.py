@@ -10,26 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from hnmine.ambiguous import AmbiguousZoneFilter
-from hnmine.bi_encoder_denoise import BiEncoderDenoiser
-from hnmine.bm25 import BM25Retriever
-from hnmine.clusters import QueryClusters
-from hnmine.cross_encoder import CrossEncoderDenoiser
-from hnmine.dense import DenseRetriever
-from hnmine.encoder import check_device, primary_device
+from hnmine.engines.encoder import check_device, primary_device
 from hnmine.errors import MAX_RANK, InputError, check_float, check_int
-from hnmine.exclusion import PositiveExcluder
-from hnmine.false_negatives import FalseNegativeFilter
-from hnmine.fill import RandomFill
-from hnmine.hybrid import HybridRetriever
 from hnmine.pipeline import Pipeline
-from hnmine.positives_cap import PositivesPerQuery
-from hnmine.selection import NegativeSelector
-from hnmine.siblings import SiblingFilter
 from hnmine.stage import Stage
-from hnmine.tiers import DifficultyTiers, window_thirds
-from hnmine.triplet_margin import TripletMarginFilter
-from hnmine.window import RankWindow
+from hnmine.stages.ambiguous import AmbiguousZoneFilter
+from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.clusters import QueryClusters
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.false_negatives import FalseNegativeFilter
+from hnmine.stages.fill import RandomFill
+from hnmine.stages.hybrid import HybridRetriever
+from hnmine.stages.positives_cap import PositivesPerQuery
+from hnmine.stages.selection import NegativeSelector
+from hnmine.stages.siblings import SiblingFilter
+from hnmine.stages.tiers import DifficultyTiers, window_thirds
+from hnmine.stages.triplet_margin import TripletMarginFilter
+from hnmine.stages.window import RankWindow
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 SCORER_KINDS = ("cross-encoder", "bi-encoder")

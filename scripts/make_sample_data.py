@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rank_bm25 import BM25Okapi
 
-from hnmine.io import read_beir
-from hnmine.tokenize import tokenize_many
+from hnmine.engines.tokenize import tokenize_many
+from hnmine.io.inputs import read_beir
 
 NUM_QUERIES = 120
 NEIGHBOURS = 4

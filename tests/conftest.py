@@ -43,7 +43,7 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     path = tmp_path_factory.mktemp("tiny-cross-encoder")
     vocab = path / "vocab.txt"
@@ -72,7 +72,7 @@ def build_tiny_sentence_transformer(root: Path) -> str:
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     bert = root / "bert"
     bert.mkdir(parents=True)
@@ -101,7 +101,7 @@ def tiny_bi_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     path = tmp_path_factory.mktemp("tiny-bi-encoder")
     vocab = path / "vocab.txt"

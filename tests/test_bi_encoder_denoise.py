@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hnmine import BM25Retriever, NegativeSelector, Pipeline, PositiveExcluder
-from hnmine.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.cli import app
-from hnmine.encoder import Encoder
+from hnmine.engines.encoder import Encoder
+from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
 from tests.conftest import make_data
 from tests.test_cli import mine
 

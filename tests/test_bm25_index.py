@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from hnmine.bm25_index import (
+from hnmine.engines.bm25_index import (
     BM25Index,
     RankBM25Index,
     SparseBM25Index,
     _top_k_row,
     build_bm25_index,
 )
-from hnmine.tokenize import ENGLISH_STOPWORDS, tokenize, tokenize_many
+from hnmine.engines.tokenize import ENGLISH_STOPWORDS, tokenize, tokenize_many
 
 BACKENDS = ["sparse", "rank-bm25"]
 TINY = [["a", "b", "c"], ["a", "a", "d"], ["e"]]
@@ -199,8 +199,8 @@ def test_tokenize_stopword_removal() -> None:
 
 
 def test_streamed_tokens_build_the_same_index_as_token_lists():
-    from hnmine.bm25_index import SparseBM25Index, TokenStream
-    from hnmine.tokenize import tokenize
+    from hnmine.engines.bm25_index import SparseBM25Index, TokenStream
+    from hnmine.engines.tokenize import tokenize
 
     texts = ["the cat sat", "a dog and a cat", "", "dogs dogs dogs", "Café déjà-vu"]
     listed = SparseBM25Index([tokenize(t) for t in texts])
@@ -211,9 +211,9 @@ def test_streamed_tokens_build_the_same_index_as_token_lists():
 
 
 def test_bm25_index_is_cached_on_disk_and_reloaded_identically(tmp_path, monkeypatch):
-    import hnmine.bm25 as bm25_mod
-    from hnmine.bm25 import BM25Retriever
+    import hnmine.stages.bm25 as bm25_mod
     from hnmine.candidates import CandidateBatch
+    from hnmine.stages.bm25 import BM25Retriever
     from tests.conftest import make_data
 
     data = make_data({"q": "cat dog"}, {f"d{i}": f"cat {'dog ' * i} bird {i}" for i in range(30)}, {"q": ["d0"]})
@@ -233,7 +233,7 @@ def test_bm25_index_is_cached_on_disk_and_reloaded_identically(tmp_path, monkeyp
 
 def test_top_k_row_threshold_path_equals_a_stable_full_sort() -> None:
     """Rows long enough for the sampled threshold, with many ties: same answer as a stable full sort."""
-    from hnmine.bm25_index import _top_k_row
+    from hnmine.engines.bm25_index import _top_k_row
 
     rng = np.random.default_rng(0)
     for n, k, levels in [(5000, 10, 50), (20000, 100, 7), (3000, 5, 3000), (4000, 37, 2), (800, 1, 1)]:
@@ -243,9 +243,9 @@ def test_top_k_row_threshold_path_equals_a_stable_full_sort() -> None:
 
 
 def test_parallel_tokenizing_builds_the_identical_index(monkeypatch) -> None:
-    import hnmine.bm25_index as bm25_index
-    from hnmine.bm25_index import SparseBM25Index, TokenStream
-    from hnmine.tokenize import tokenize
+    import hnmine.engines.bm25_index as bm25_index
+    from hnmine.engines.bm25_index import SparseBM25Index, TokenStream
+    from hnmine.engines.tokenize import tokenize
 
     monkeypatch.setattr(bm25_index, "_PARALLEL_CHUNK", 40)  # many chunks, new words in each
     rng = np.random.default_rng(1)
@@ -259,7 +259,7 @@ def test_parallel_tokenizing_builds_the_identical_index(monkeypatch) -> None:
 
 
 def test_threads_answer_like_one_thread() -> None:
-    from hnmine.bm25_index import SparseBM25Index
+    from hnmine.engines.bm25_index import SparseBM25Index
 
     rng = np.random.default_rng(2)
     docs = [list(rng.choice(list("abcdefghij"), size=int(rng.integers(1, 12)))) for _ in range(300)]

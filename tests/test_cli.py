@@ -168,7 +168,7 @@ def test_denoise_command_scores_each_pair_once_and_applies_margin(sample_dir, tm
 
 
 def test_bi_encoder_is_refused_as_cross_encoder(sample_dir, tmp_path):
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     out = tmp_path / "t.parquet"
     result = runner.invoke(app, ["mine", "--queries", str(sample_dir / "queries.parquet"), "--corpus",
@@ -286,8 +286,8 @@ def test_denoise_summary_counts_what_each_stage_dropped():
 
     from rich.console import Console
 
+    from hnmine.io.manifest import print_summary
     from hnmine.pipeline import MiningReport, StageCount
-    from hnmine.report import print_summary
 
     report = MiningReport(queries=3, documents=10, positives=3,
                           stages=[StageCount("exclude_positives", 600, 595),

@@ -99,8 +99,8 @@ def test_diff_reports_changed_negatives(sample_dir, tmp_path):
 
 
 def test_hide_fraction_counts_hidden_positives_through_the_stages(sample_dir, tmp_path, tiny_cross_encoder):
-    from hnmine.hidden_positives import hide_positives
-    from hnmine.io import load_qrels_inputs
+    from hnmine.io.inputs import load_qrels_inputs
+    from hnmine.stages.hidden_positives import hide_positives
 
     data = load_qrels_inputs(sample_dir / "queries.parquet", sample_dir / "corpus.parquet",
                              sample_dir / "qrels.parquet")

@@ -42,7 +42,7 @@ def model():
     """The bundled MiniLM: a random tiny model scores every pair ~1.0, and ties would make the order arbitrary."""
     from sentence_transformers import SentenceTransformer
 
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     return SentenceTransformer(bundled_model_path(), device="cpu")
 

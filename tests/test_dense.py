@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hnmine.candidates import CandidateBatch
-from hnmine.dense import DenseRetriever, load_embeddings
 from hnmine.errors import InputError
+from hnmine.stages.dense import DenseRetriever, load_embeddings
 from tests.conftest import make_data
 
 
@@ -93,7 +93,7 @@ def test_positives_are_scored_from_the_same_vectors_the_index_searches(vectors, 
 
 
 def test_encoding_over_several_processes_matches_one_process():
-    from hnmine.encoder import Encoder, device_list, primary_device
+    from hnmine.engines.encoder import Encoder, device_list, primary_device
 
     texts = [f"passage {i} about topic {i % 3}" for i in range(12)]
     one = Encoder(device="cpu", use_cache=False, show_progress=False).encode(texts)

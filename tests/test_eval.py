@@ -13,7 +13,7 @@ from pytest import approx
 
 from hnmine.cli import app
 from hnmine.errors import InputError
-from hnmine.evaluate import evaluate, mined_pairs, summarize
+from hnmine.evaluation.metrics import evaluate, mined_pairs, summarize
 from tests.test_cli import mine, runner
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None

@@ -2,7 +2,7 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch
-from hnmine.exclusion import PositiveExcluder
+from hnmine.stages.exclusion import PositiveExcluder
 from tests.conftest import make_data
 
 

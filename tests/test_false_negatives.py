@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 
 from hnmine.errors import InputError
-from hnmine.false_negatives import FalseNegativeFilter, false_negative_mask
+from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
 from tests.conftest import make_data
 from tests.test_exclusion import batch_with
 

@@ -58,7 +58,7 @@ def test_plots_are_part_of_eval():
 
 def test_eval_hint_survives_rich_markup(sample_dir, tmp_path, monkeypatch):
     """Without matplotlib the report says what to install, verbatim (brackets are not taken as markup)."""
-    import hnmine.evaluate as evaluate
+    import hnmine.evaluation.metrics as evaluate
 
     def no_matplotlib(*_args, **_kwargs):
         raise ImportError("No module named 'matplotlib'")
@@ -77,7 +77,7 @@ def test_eval_hint_survives_rich_markup(sample_dir, tmp_path, monkeypatch):
 
 def test_bracketed_note_is_printed_verbatim(sample_dir, tmp_path, monkeypatch):
     """The same path with a note holding brackets: rich must print `hnmine[bench]`, not swallow `[bench]`."""
-    import hnmine.evaluate as evaluate
+    import hnmine.evaluation.metrics as evaluate
 
     real = evaluate.write_report
 
@@ -131,7 +131,7 @@ def test_default_tiers_are_not_constant(sample_dir, tmp_path):
 
 
 def test_window_thirds():
-    from hnmine.tiers import window_thirds
+    from hnmine.stages.tiers import window_thirds
 
     assert window_thirds(10, 50) == (23, 37)
     assert window_thirds(10, 15) == (12, 13)
@@ -154,7 +154,7 @@ def beir_folder(root: Path, sample_dir: Path) -> Path:
 
 
 def test_beir_inputs_are_hashed_and_wrote_line_names_the_manifest(sample_dir, tmp_path):
-    from hnmine.report import file_sha256
+    from hnmine.io.manifest import file_sha256
 
     root = beir_folder(tmp_path / "beir", sample_dir)
     out = tmp_path / "out" / "mined.parquet"
@@ -173,7 +173,7 @@ def test_beir_inputs_are_hashed_and_wrote_line_names_the_manifest(sample_dir, tm
 
 def test_negatives_per_query_plot_is_an_integer_histogram():
     pytest.importorskip("matplotlib")
-    from hnmine.evaluate import counts_figure
+    from hnmine.evaluation.metrics import counts_figure
 
     fig = counts_figure({"5": 119}, target=5)
     ax = fig.axes[0]

@@ -163,7 +163,7 @@ def check(golden, name: str, files: list[Path]) -> None:
 
 def test_cases_cover_every_format_and_retriever():
     """A new output layout or retriever needs a golden case, or a refactor could change its bytes unseen."""
-    from hnmine.output import FORMATS
+    from hnmine.io.writers import FORMATS
 
     used = {args[i + 1] for args, _ in MINE_CASES.values() for i, a in enumerate(args)
             if a in ("--format", "--retriever")}

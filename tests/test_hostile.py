@@ -268,7 +268,7 @@ def bert_checkpoint(path: Path, head: bool, architectures: bool = True) -> str:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
-    from hnmine.encoder import bundled_model_path
+    from hnmine.engines.encoder import bundled_model_path
 
     path.mkdir()
     shutil.copy(Path(bundled_model_path()) / "vocab.txt", path / "vocab.txt")
@@ -286,8 +286,8 @@ def bert_checkpoint(path: Path, head: bool, architectures: bool = True) -> str:
 
 
 def test_model_without_architectures_or_head_is_refused_as_cross_encoder(tmp_path):
-    from hnmine.cross_encoder import load_cross_encoder
     from hnmine.errors import InputError
+    from hnmine.stages.cross_encoder import load_cross_encoder
 
     bare = bert_checkpoint(tmp_path / "bare", head=False, architectures=False)
     with pytest.raises(InputError, match=r"lacks weights the model needs .*classifier"):
@@ -337,12 +337,12 @@ def test_manifest_path_that_is_a_directory_is_refused_before_publishing(inputs, 
 
 
 def test_full_disk_is_one_line_and_leaves_no_temp_file(inputs, tmp_path, monkeypatch):
-    import hnmine.output
+    import hnmine.io.writers
 
     def no_space(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp_path))
 
-    monkeypatch.setattr(hnmine.output.MinedWriter, "write_formatted", no_space)
+    monkeypatch.setattr(hnmine.io.writers.MinedWriter, "write_formatted", no_space)
     out = tmp_path / "t.parquet"
     result = run(inputs, out, "--no-resume")
     one_error_line(result, "No space left on device")
@@ -438,16 +438,16 @@ def test_denoise_manifest_path_that_is_a_directory(tmp_path):
 
 def interrupt_after_first_chunk(monkeypatch) -> None:
     """The next run stops (Ctrl-C) right after checkpointing its first chunk."""
-    import hnmine.checkpoint
+    import hnmine.jobs.checkpoint
 
-    save = hnmine.checkpoint.ChunkCheckpoint.save
+    save = hnmine.jobs.checkpoint.ChunkCheckpoint.save
 
     def save_then_stop(self, *args, **kwargs):
         save(self, *args, **kwargs)
-        monkeypatch.setattr(hnmine.checkpoint.ChunkCheckpoint, "save", save)
+        monkeypatch.setattr(hnmine.jobs.checkpoint.ChunkCheckpoint, "save", save)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hnmine.checkpoint.ChunkCheckpoint, "save", save_then_stop)
+    monkeypatch.setattr(hnmine.jobs.checkpoint.ChunkCheckpoint, "save", save_then_stop)
 
 
 def resumed_equals_fresh(monkeypatch, tmp_path, first: list[str], second: list[str], change=None) -> None:
@@ -511,7 +511,7 @@ def test_resume_fingerprint_covers_beir_folder_files(monkeypatch, tmp_path):
 
 
 def test_fingerprint_covers_a_model_folders_files(tmp_path):
-    from hnmine.checkpoint import path_digest
+    from hnmine.jobs.checkpoint import path_digest
 
     model = tmp_path / "model"
     model.mkdir()
@@ -552,7 +552,7 @@ def test_damaged_checkpoint_folder_is_repaired_not_fatal(monkeypatch, tmp_path, 
 
 
 def test_second_run_on_the_same_output_is_refused_in_one_line(inputs, tmp_path):
-    from hnmine.checkpoint import OutputLock
+    from hnmine.jobs.checkpoint import OutputLock
 
     out = tmp_path / "t.parquet"
     with OutputLock(out):
@@ -697,8 +697,8 @@ def test_sigterm_mid_run_cleans_up_like_ctrl_c(tmp_path):
 @pytest.mark.parametrize("damage", ["zeroed", "nan", "truncated", "empty", "wrong-dim", "no-sidecar",
                                     "bad-sidecar"])
 def test_damaged_embedding_cache_entry_is_a_miss_and_is_removed(tmp_path, damage):
-    from hnmine.cache_files import sidecar
-    from hnmine.encoder import Encoder
+    from hnmine.engines.encoder import Encoder
+    from hnmine.io.cache_files import sidecar
 
     encoder = Encoder(cache_dir=str(tmp_path))
     entry = tmp_path / "embeddings" / "e.npy"
@@ -730,7 +730,7 @@ def test_damaged_embedding_cache_entry_is_a_miss_and_is_removed(tmp_path, damage
 
 
 def test_cache_entry_of_other_row_count_is_not_served(tmp_path):
-    from hnmine.encoder import Encoder
+    from hnmine.engines.encoder import Encoder
 
     entry = tmp_path / "e.npy"
     Encoder().write_cache(entry, np.ones((5, 4), np.float32))
@@ -739,7 +739,7 @@ def test_cache_entry_of_other_row_count_is_not_served(tmp_path):
 
 @pytest.mark.parametrize("damage", ["zeroed", "truncated", "flipped"])
 def test_damaged_bm25_cache_entry_is_rebuilt_and_results_unchanged(inputs, tmp_path, damage):
-    from hnmine.cache_files import file_sha256, sidecar
+    from hnmine.io.cache_files import file_sha256, sidecar
 
     cache = tmp_path / "cache"
     first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"

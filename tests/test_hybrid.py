@@ -1,6 +1,6 @@
 import numpy as np
 
-from hnmine.hybrid import reciprocal_rank_fusion
+from hnmine.stages.hybrid import reciprocal_rank_fusion
 
 
 def test_rrf_scores_and_order_known_answer():

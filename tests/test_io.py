@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hnmine.errors import InputError
-from hnmine.io import load_beir, load_pairs_input, load_qrels_inputs
+from hnmine.io.inputs import load_beir, load_pairs_input, load_qrels_inputs
 
 
 def write(path: Path, **columns) -> Path:

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import hnmine.encoder as encoder_module
-from hnmine.encoder import Encoder, load_sentence_transformer, resolve_dtype
-from hnmine.precision import ReducedPrecisionLinear, can_pack_for_cpu
+import hnmine.engines.encoder as encoder_module
+from hnmine.engines.encoder import Encoder, load_sentence_transformer, resolve_dtype
+from hnmine.engines.precision import ReducedPrecisionLinear, can_pack_for_cpu
 
 TEXTS = [
     "Aspirin lowers the risk of a second heart attack in adults with coronary disease.",

@@ -18,15 +18,15 @@ import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hnmine.ambiguous import AmbiguousZoneFilter
 from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData, normalize_text
-from hnmine.exclusion import PositiveExcluder
-from hnmine.false_negatives import FalseNegativeFilter
-from hnmine.output import triplet_table
+from hnmine.io.writers import triplet_table
 from hnmine.pipeline import Pipeline
-from hnmine.selection import STRATEGIES, NegativeSelector
-from hnmine.window import RankWindow
+from hnmine.stages.ambiguous import AmbiguousZoneFilter
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.false_negatives import FalseNegativeFilter
+from hnmine.stages.selection import STRATEGIES, NegativeSelector
+from hnmine.stages.window import RankWindow
 
 # CI draws the same examples every run (a red build must mean a change broke something); set
 # HNMINE_EXPLORE=N locally to search N fresh random examples per property instead.

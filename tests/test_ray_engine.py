@@ -148,7 +148,7 @@ def test_unsupported_ray_options_are_one_line_errors(sample_dir: Path, tmp_path:
 
 def test_partitioned_writer_parts_are_the_local_rows_in_order(tmp_path: Path) -> None:
     """Fixed-size parts: read in name order they are the local file's rows, however the chunks were cut."""
-    from hnmine.ray_engine import PartitionedWriter
+    from hnmine.engines.ray import PartitionedWriter
 
     table = pa.table({"query": [f"q{i}" for i in range(25)], "n": np.arange(25)})
     writer = PartitionedWriter(tmp_path, "labeled-pair", rows_per_part=10)
@@ -171,7 +171,7 @@ r = CliRunner().invoke(hnmine.cli.app, ["mine", "--queries", d + "/queries.parqu
     d + "/corpus.parquet", "--qrels", d + "/qrels.parquet", "--retriever", "bm25", "--quiet",
     "--output", {str(tmp_path / "out.parquet")!r}])
 assert r.exit_code == 0, r.output
-loaded = sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "hnmine.ray_engine")))
+loaded = sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "hnmine.engines.ray")))
 assert not loaded, loaded
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

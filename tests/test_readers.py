@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from hnmine.cli import app
 from hnmine.errors import InputError
-from hnmine.io import load_beir, load_pairs_input, load_qrels_inputs
-from hnmine.readers import read_table
-from hnmine.triplets import read_triplets
+from hnmine.io.inputs import load_beir, load_pairs_input, load_qrels_inputs
+from hnmine.io.readers import read_table
+from hnmine.io.triplets import read_triplets
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hnmine.cli import app
-from hnmine.false_negatives import FalseNegativeFilter
-from hnmine.output import flagembedding_lines, labeled_pair_table, ntuple_table, triplet_table
+from hnmine.io.writers import flagembedding_lines, labeled_pair_table, ntuple_table, triplet_table
+from hnmine.stages.false_negatives import FalseNegativeFilter
 from tests.conftest import make_data
 from tests.test_cli import mine, qrels, runner  # noqa: F401  (qrels is a fixture)
 from tests.test_exclusion import batch_with

@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from hnmine.sharded_search import TopKMerger, merge_topk, search_shard, shard_bounds, sharded_search
+from hnmine.engines.sharded_search import TopKMerger, merge_topk, search_shard, shard_bounds, sharded_search
 
 
 def _single_index(doc: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +95,7 @@ def test_shard_bounds_cover_every_row_once(rows: int, shards: int) -> None:
 
 
 def test_sharded_search_does_not_need_ray() -> None:
-    assert "hnmine.sharded_search" in sys.modules
-    import hnmine.sharded_search as module
+    assert "hnmine.engines.sharded_search" in sys.modules
+    import hnmine.engines.sharded_search as module
 
     assert "ray" not in module.__dict__

@@ -7,11 +7,11 @@ import pytest
 
 from hnmine.candidates import CandidateBatch
 from hnmine.config import load_pipeline, pipeline_to_toml
-from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError
-from hnmine.exclusion import PositiveExcluder
 from hnmine.recipe import MineOptions, build_pipeline
-from hnmine.siblings import SiblingFilter, nearest_positive_cosine, sibling_mask
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.siblings import SiblingFilter, nearest_positive_cosine, sibling_mask
 from tests.conftest import make_data
 
 

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hnmine.cli import app
-from hnmine.dense import DenseRetriever
-from hnmine.encoder import Encoder
+from hnmine.engines.encoder import Encoder
 from hnmine.errors import InputError
+from hnmine.stages.dense import DenseRetriever
 from tests.conftest import make_data
 
 runner = CliRunner()
@@ -105,7 +105,7 @@ def test_cli_max_seq_length_and_prompt_name_reach_the_encoder(sample_dir, prompt
 
 def test_min_score_drops_easy_candidates_without_relabelling_them():
     """Too easy is not a false negative: with RLHN relabelling on, only the rule's removals become positives."""
-    from hnmine.false_negatives import FalseNegativeFilter
+    from hnmine.stages.false_negatives import FalseNegativeFilter
     from tests.test_relabel import scored_batch
 
     out = FalseNegativeFilter(max_score=0.65, min_score=0.25, relabel=True).apply(scored_batch())

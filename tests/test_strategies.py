@@ -5,13 +5,13 @@ import pyarrow as pa
 import pytest
 
 from hnmine.candidates import CandidateBatch, set_column
-from hnmine.clusters import QueryClusters, kmeans_assign
-from hnmine.diff import diff_mined
 from hnmine.errors import InputError
-from hnmine.fill import RandomFill
-from hnmine.positives_cap import PositivesPerQuery
-from hnmine.tiers import DifficultyTiers, split_by_tier, tier_labels
-from hnmine.triplet_margin import TripletMarginFilter, triplet_margin_mask
+from hnmine.evaluation.diff import diff_mined
+from hnmine.stages.clusters import QueryClusters, kmeans_assign
+from hnmine.stages.fill import RandomFill
+from hnmine.stages.positives_cap import PositivesPerQuery
+from hnmine.stages.tiers import DifficultyTiers, split_by_tier, tier_labels
+from hnmine.stages.triplet_margin import TripletMarginFilter, triplet_margin_mask
 from tests.conftest import make_data
 from tests.test_exclusion import batch_with
 

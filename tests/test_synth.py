@@ -260,7 +260,7 @@ def test_synth_resumes_after_an_interrupt_byte_identical(tiny_gpt2, small_inputs
 
 def test_verification_rejects_copies_duplicates_easy_and_teacher_relevant(small_inputs, tmp_path):
     """A scripted generator: each kind of bad candidate is rejected by its own check, and counted there."""
-    from hnmine.io import load_qrels_inputs
+    from hnmine.io.inputs import load_qrels_inputs
     from hnmine.pipeline import Pipeline
     from hnmine.recipe import MineOptions, build_pipeline
     from hnmine.stages.synthetic import SyntheticNegatives
@@ -347,7 +347,7 @@ def test_synth_pipeline_toml_runs_inside_mine(tiny_gpt2, small_inputs, tmp_path)
 def test_eval_reports_synthetic_negatives_apart(tiny_gpt2, small_inputs, tmp_path):
     out = tmp_path / "syn.parquet"
     synth(small_inputs, out, "--generator", tiny_gpt2, "--min-similarity", "-1")
-    from hnmine.evaluate import evaluate
+    from hnmine.evaluation.metrics import evaluate
 
     result = evaluate(pq.read_table(out), pq.read_table(small_inputs / "qrels.parquet"), mined_path=out)
     syn = result.metrics["synthetic"]
@@ -488,7 +488,7 @@ def test_false_negatives_benchmark_accepts_a_generator(tiny_gpt2, small_inputs, 
     """The frontier benchmark's generator hook: synthetic rows measured from their text, kept out of the FN rate."""
     import importlib.util
 
-    from hnmine.io import load_qrels_inputs
+    from hnmine.io.inputs import load_qrels_inputs
 
     spec = importlib.util.spec_from_file_location("fn_bench", SAMPLE.parent / "benchmarks" / "false_negatives.py")
     bench = importlib.util.module_from_spec(spec)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import hnmine.encoder as encoder_module
-from hnmine.encoder import Encoder, TokenizedTexts, load_sentence_transformer, token_lengths
+import hnmine.engines.encoder as encoder_module
+from hnmine.engines.encoder import Encoder, TokenizedTexts, load_sentence_transformer, token_lengths
 
 TEXTS = [
     "Aspirin lowers the risk of a second heart attack in adults with coronary disease.",

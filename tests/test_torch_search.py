@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hnmine.candidates import CandidateBatch
-from hnmine.dense import DenseRetriever
-from hnmine.torch_search import TorchExactSearch, score_error_bound
+from hnmine.engines.torch_search import TorchExactSearch, score_error_bound
+from hnmine.stages.dense import DenseRetriever
 from tests.conftest import make_data
 
 
@@ -117,7 +117,7 @@ def test_error_bound_is_above_the_observed_half_precision_error():
 
 
 def test_real_embeddings_match_faiss_flat(sample_dir):
-    from hnmine.encoder import Encoder
+    from hnmine.engines.encoder import Encoder
 
     docs = pq.read_table(sample_dir / "corpus.parquet")
     queries = pq.read_table(sample_dir / "queries.parquet").column("query").to_pylist()
@@ -153,7 +153,7 @@ def test_dense_retriever_torch_search_equals_faiss_through_the_pipeline_stage(tm
 
 
 def test_auto_search_follows_the_device(monkeypatch):
-    import hnmine.dense as dense
+    import hnmine.stages.dense as dense
 
     monkeypatch.setattr(dense, "faiss_gpus", lambda: 0)
     assert DenseRetriever(device="cpu").search_backend() == "faiss"

@@ -1,7 +1,7 @@
 import pytest
 
 from hnmine.errors import InputError
-from hnmine.train_denoiser import DenoiserTraining, training_pairs
+from hnmine.jobs.train_denoiser import DenoiserTraining, training_pairs
 from tests.conftest import make_data
 
 

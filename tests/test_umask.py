@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hnmine.cache_files import sidecar, write_entry
 from hnmine.cli import app
-from hnmine.output import atomic_dir, atomic_path
+from hnmine.io.cache_files import sidecar, write_entry
+from hnmine.io.writers import atomic_dir, atomic_path
 
 runner = CliRunner()
 

@@ -2,10 +2,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hnmine.ambiguous import AmbiguousZoneFilter, parse_zone
 from hnmine.errors import InputError
-from hnmine.selection import NegativeSelector, sample_without_replacement, simans_weights
-from hnmine.window import RankWindow
+from hnmine.stages.ambiguous import AmbiguousZoneFilter, parse_zone
+from hnmine.stages.selection import NegativeSelector, sample_without_replacement, simans_weights
+from hnmine.stages.window import RankWindow
 from tests.conftest import make_data
 from tests.test_exclusion import batch_with
 

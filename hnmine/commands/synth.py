@@ -15,12 +15,12 @@ from typing import Annotated
 import typer
 
 from hnmine.config import pipeline_to_toml
-from hnmine.encoder import BUNDLED_MODEL_NAMES
+from hnmine.engines.encoder import BUNDLED_MODEL_NAMES
 from hnmine.errors import InputError
-from hnmine.io import ColumnNames
-from hnmine.output import FORMATS, atomic_path, check_output_path
+from hnmine.io.inputs import ColumnNames
+from hnmine.io.manifest import manifest_path
+from hnmine.io.writers import FORMATS, atomic_path, check_output_path
 from hnmine.recipe import MineOptions, build_pipeline
-from hnmine.report import manifest_path
 from hnmine.stages.synthetic import SyntheticNegatives
 
 INPUT = "Input"
@@ -218,6 +218,6 @@ def synth(
     manifest["synthetic"] = {**stage.describe(), "counts": {k.removeprefix("synthetic "): v for k, v in
                                                             manifest["counts"]["notes"].items()
                                                             if k.startswith("synthetic ")}}
-    from hnmine.output import write_json_atomic
+    from hnmine.io.writers import write_json_atomic
 
     write_json_atomic(path, manifest)

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from hnmine.encoder import default_cache_dir
+from hnmine.engines.encoder import default_cache_dir
 
 
 def generation_key(generator: str, prompt: str, sampling: dict[str, Any], sample: int) -> str:

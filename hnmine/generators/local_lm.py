@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from hnmine.encoder import looks_like_missing_path, model_fingerprint
+from hnmine.engines.encoder import looks_like_missing_path, model_fingerprint
 from hnmine.generators import GenerationError, GenerationRequest, Sampling
 
 

@@ -33,12 +33,12 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column, sort_candidates
 from hnmine.data import MiningData, normalize_text, text_key
-from hnmine.encoder import Encoder, EncoderSettings, primary_device
+from hnmine.engines.encoder import Encoder, EncoderSettings, primary_device
 from hnmine.errors import InputError
-from hnmine.false_negatives import FalseNegativeFilter, false_negative_mask
 from hnmine.generators import GenerationError, GenerationRequest, Generator, Sampling, build_generator
 from hnmine.generators.cache import GenerationCache, generation_key
 from hnmine.generators.prompts import clean_answer, load_template, render
+from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
 
 SYNTHETIC = "synthetic"
 CHECKS = ("empty", "duplicate", "copy", "easy", "teacher")
@@ -215,7 +215,7 @@ class SyntheticNegatives(EncoderSettings):
         if not passages:
             return np.zeros(0)
         if self._teacher_kind == "cross-encoder":
-            from hnmine.cross_encoder import load_cross_encoder
+            from hnmine.stages.cross_encoder import load_cross_encoder
 
             model = load_cross_encoder(self._teacher_name, primary_device(self.device), None)
             scores = model.predict(list(zip(queries, passages)), batch_size=self.batch_size, show_progress_bar=False)

@@ -4,7 +4,7 @@ A corpus of tens of millions of passages does not fit one worker, but exact inne
 decomposes: the global top-k of a query is contained in the union of each shard's top-k, so merging the
 per-shard lists and keeping the k best is the same answer as one index over everything. This module is
 the pure part of that (numpy and FAISS only, no Ray), so the merge is tested without a cluster;
-``hnmine.ray_engine`` runs ``search_shard`` on workers and feeds their lists to ``TopKMerger``.
+``hnmine.engines.ray`` runs ``search_shard`` on workers and feeds their lists to ``TopKMerger``.
 
 Ties are broken by the smaller global document index, so the merged list does not depend on how the
 corpus was cut or in which order the shards' answers arrive.

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hnmine.errors import InputError
-from hnmine.output import atomic_path
+from hnmine.io.writers import atomic_path
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -59,11 +59,11 @@ def data_digest(data: Any) -> str:
 
 def path_digest(value: str) -> str | None:
     """What a path-valued option points at: a file's SHA-256, a folder's files (name, size, mtime)."""
-    from hnmine.encoder import model_fingerprint, resolve_model
+    from hnmine.engines.encoder import model_fingerprint, resolve_model
 
     path = Path(value).expanduser()
     if path.is_file():
-        from hnmine.cache_files import file_sha256
+        from hnmine.io.cache_files import file_sha256
 
         return f"sha256:{file_sha256(path)}"
     if path.is_dir():

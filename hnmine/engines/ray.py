@@ -4,7 +4,7 @@ Encoding the corpus and the queries, dense search, and cross-encoder scoring are
 run; everything else (exclusion, window, filters, selection, tiers, writing) is cheap columnar work. So the
 split is: Ray Data ``map_batches`` stages over Arrow shards do the former (encoders and cross-encoders as
 actor pools, one actor per GPU where the cluster has GPUs, CPU actors otherwise; search as one exact FAISS
-index per corpus shard, merged exactly by ``hnmine.sharded_search``), and the driver runs the very same
+index per corpus shard, merged exactly by ``hnmine.engines.sharded_search``), and the driver runs the very same
 ``Pipeline.run_chunk`` over the same stage objects, whose dense retrievers and cross-encoders are handed
 the Ray results through their ``use_backend`` injection points. No stage is forked, so the rows equal a
 local run's (scores up to float rounding: see ``tests/test_ray_engine.py``).
@@ -32,18 +32,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hnmine.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.candidates import CandidateBatch
-from hnmine.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.data import MiningData
-from hnmine.dense import EXACT_RESCORE_EXTRA, DenseRetriever
-from hnmine.encoder import Encoder, resolve_dtype
+from hnmine.engines.encoder import Encoder, resolve_dtype
+from hnmine.engines.sharded_search import TopKMerger, search_shard, shard_bounds
 from hnmine.errors import InputError
-from hnmine.hybrid import HybridRetriever
-from hnmine.output import ROW_GROUP_ROWS, MinedWriter, atomic_dir
+from hnmine.io.triplets import TripletFile, candidate_batch
+from hnmine.io.writers import ROW_GROUP_ROWS, MinedWriter, atomic_dir
 from hnmine.pipeline import Pipeline
-from hnmine.sharded_search import TopKMerger, search_shard, shard_bounds
-from hnmine.triplets import TripletFile, candidate_batch
+from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
+from hnmine.stages.dense import EXACT_RESCORE_EXTRA, DenseRetriever
+from hnmine.stages.hybrid import HybridRetriever
 
 ROWS_PER_SHARD = 50_000  # corpus rows per encoding/search shard unless --ray-shards says otherwise
 PAIRS_PER_BATCH = 4_096  # cross-encoder pairs handed to an actor at a time
@@ -93,7 +93,7 @@ class CrossEncoderActor:
             import torch
 
             torch.set_num_threads(threads)
-        from hnmine.cross_encoder import load_cross_encoder
+        from hnmine.stages.cross_encoder import load_cross_encoder
 
         self.model = load_cross_encoder(model, device, max_length)
         self.batch_size = batch_size
@@ -360,7 +360,7 @@ class RayEngine:
             self._prescore(scorers, (head.run_batch(b) if head else b for b in batches))
 
     def _prepare_dense(self, dense: DenseRetriever, data: MiningData, k: int) -> None:
-        from hnmine.dense import load_embeddings
+        from hnmine.stages.dense import load_embeddings
 
         notes: dict[str, float] = {}
         unsupported = [flag for flag, v in (("--query-prompt-name", dense.query_prompt_name),

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from hnmine import progress
-from hnmine.cache_files import discard, verified_meta, write_entry
 from hnmine.errors import InputError
+from hnmine.io.cache_files import discard, verified_meta, write_entry
 
 # Bumped when what a cache entry holds changes; entries of another format are recomputed.
 EMBEDDING_CACHE_FORMAT = "hnmine-embeddings-v2"
@@ -153,7 +153,7 @@ def load_sentence_transformer(name: str, device: str | None, dtype: str) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"model {name!r}: could not be loaded as a SentenceTransformer ({first})") from None
     if dtype != "float32":
-        from hnmine.precision import apply_reduced_precision
+        from hnmine.engines.precision import apply_reduced_precision
 
         model = apply_reduced_precision(model, dtype)
     return model

@@ -13,11 +13,11 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine.bm25 import BM25Retriever
 from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
 from hnmine.errors import MAX_RANK, check_float, check_int
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.dense import DenseRetriever
 
 
 def reciprocal_rank_fusion(query_idx: np.ndarray, doc_idx: np.ndarray, rank: np.ndarray,

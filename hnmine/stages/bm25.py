@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine import progress
-from hnmine.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
-from hnmine.cache_files import discard, verified_meta, write_entry
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import default_cache_dir
+from hnmine.engines.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
+from hnmine.engines.encoder import default_cache_dir
+from hnmine.engines.tokenize import tokenize, tokenize_many
 from hnmine.errors import MAX_RANK, InputError, check_float, check_int
-from hnmine.retrieval import topk_to_table
-from hnmine.tokenize import tokenize, tokenize_many
+from hnmine.io.cache_files import discard, verified_meta, write_entry
+from hnmine.stages.retrieval import topk_to_table
 
 BM25_CACHE_FORMAT = "hnmine-bm25-v2"
 

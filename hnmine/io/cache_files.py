@@ -49,7 +49,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def _write_durably(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``output.atomic_path``: a temporary beside ``path`` (mode from the umask), fsynced, renamed."""
-    from hnmine.output import atomic_path
+    from hnmine.io.writers import atomic_path
 
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         write(f)

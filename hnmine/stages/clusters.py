@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
 from hnmine.errors import MAX_SEED, InputError, check_int
+from hnmine.stages.dense import DenseRetriever
 
 
 def kmeans_assign(emb: np.ndarray, num_clusters: int, seed: int = 0, niter: int = 20) -> np.ndarray:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from hnmine.data import MiningData, text_key
 from hnmine.errors import InputError
-from hnmine.readers import pick_column, read_table
+from hnmine.io.readers import pick_column, read_table
 
 # The ecosystem's names for each role, tried when the user kept hnmine's default name.
 ID_ALIASES = ("_id", "id")

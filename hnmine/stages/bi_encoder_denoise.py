@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import EncoderSettings
+from hnmine.engines.encoder import EncoderSettings
 from hnmine.errors import InputError
-from hnmine.false_negatives import FalseNegativeFilter
+from hnmine.stages.false_negatives import FalseNegativeFilter
 
 SCORE_COLUMN = "teacher_cosine"
 

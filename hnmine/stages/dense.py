@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 from hnmine import progress
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.encoder import DTYPES, EncoderSettings, primary_device, resolve_dtype
+from hnmine.engines.encoder import DTYPES, EncoderSettings, primary_device, resolve_dtype
 from hnmine.errors import MAX_RANK, InputError, check_int
-from hnmine.retrieval import topk_to_table
+from hnmine.stages.retrieval import topk_to_table
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 # Neighbours fetched beyond top_k so that a last-bit tie at the cut is decided by the exact score (exact_topk).
@@ -66,8 +66,8 @@ def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
         if not (np.issubdtype(emb.dtype, np.floating) or np.issubdtype(emb.dtype, np.integer)):
             raise InputError(f"{p}: dtype {emb.dtype}, expected floating-point embeddings")
     else:
-        from hnmine.io import id_column as read_ids
-        from hnmine.io import read_parquet
+        from hnmine.io.inputs import id_column as read_ids
+        from hnmine.io.inputs import read_parquet
 
         table = read_parquet(p, "embeddings")
         for name in (id_column, "embedding"):
@@ -151,7 +151,7 @@ class DenseRetriever(EncoderSettings):
     def use_backend(self, data: MiningData, doc_emb: np.ndarray, query_emb: np.ndarray,
                     searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
                     notes: dict | None = None) -> None:
-        """Embeddings and top-k lists computed elsewhere (``hnmine.ray_engine``); ``prepare`` then does nothing.
+        """Embeddings and top-k lists computed elsewhere (``hnmine.engines.ray``); ``prepare`` then does nothing.
 
         ``searcher(query_idx, k)`` answers like ``search``: ``(doc_idx, scores)``, best first, ``min(k, corpus)``
         wide. Everything downstream (positives' scores, hybrid fusion, clusters) runs unchanged.
@@ -183,7 +183,7 @@ class DenseRetriever(EncoderSettings):
             if value and not Path(value).is_file():
                 raise InputError(f"{option} {value}: {'is a directory' if Path(value).is_dir() else 'not found'}")
         if self.save_index:
-            from hnmine.output import check_writable_target
+            from hnmine.io.writers import check_writable_target
 
             check_writable_target(Path(self.save_index), "--save-index")
 
@@ -226,7 +226,7 @@ class DenseRetriever(EncoderSettings):
         assert self._doc_emb is not None
         backend = self.search_backend()
         if backend == "torch":
-            from hnmine.torch_search import TorchExactSearch
+            from hnmine.engines.torch_search import TorchExactSearch
 
             device = cuda_device(primary_device(self.device)) or "cpu"
             self._torch_search = TorchExactSearch(self._doc_emb, device=device, dtype=self.search_dtype)
@@ -279,7 +279,7 @@ class DenseRetriever(EncoderSettings):
                 index.train(emb)
             index.add(emb)
             if self.save_index:
-                from hnmine.output import atomic_path
+                from hnmine.io.writers import atomic_path
 
                 try:
                     with atomic_path(Path(self.save_index)) as tmp:

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
-from hnmine.encoder import looks_like_missing_path
+from hnmine.engines.encoder import looks_like_missing_path
 from hnmine.errors import InputError
-from hnmine.false_negatives import FalseNegativeFilter, false_negative_mask
+from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
 
 
 def _check_is_cross_encoder(name: str) -> None:
@@ -122,7 +122,7 @@ class CrossEncoderScorer:
     _predict: Callable[[list[tuple[str, str]]], np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def use_backend(self, predict: Callable[[list[tuple[str, str]]], np.ndarray] | None) -> None:
-        """Score (query, passage) text pairs elsewhere (``hnmine.ray_engine``'s actor pool) instead of here.
+        """Score (query, passage) text pairs elsewhere (``hnmine.engines.ray``'s actor pool) instead of here.
 
         ``predict`` answers like ``CrossEncoder.predict``: one score per pair, in order. Deduplication, the
         pair count and everything the denoiser does with the scores stay the same.

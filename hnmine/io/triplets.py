@@ -17,9 +17,9 @@ import pyarrow as pa
 from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.errors import InputError
-from hnmine.io import text_column
+from hnmine.io.inputs import text_column
+from hnmine.io.readers import pick_column, read_table
 from hnmine.pipeline import Pipeline
-from hnmine.readers import pick_column, read_table
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from hnmine.data import normalize_text
 from hnmine.errors import InputError
-from hnmine.io import id_column
+from hnmine.io.inputs import id_column
 
 # scale name -> (negative score column, positive score column)
 SCORE_SCALES: dict[str, tuple[str, str]] = {
@@ -104,7 +104,7 @@ def _strings(table: pa.Table, name: str) -> list[str | None] | None:
 
 def relevant_pairs(labels: pa.Table, path: str | Path = "labels") -> set[tuple[str, str]]:
     """(query_id, doc_id) pairs LABELS marks relevant: ``score > 0``, or every row when there is no score."""
-    from hnmine.io import qrels_pairs
+    from hnmine.io.inputs import qrels_pairs
 
     return set(qrels_pairs(labels, path))
 
@@ -641,7 +641,7 @@ def _plot_hist(path: Path, series: list[tuple[str, np.ndarray]], xlabel: str, ti
 
 
 def _save(fig: Any, path: Path) -> None:
-    from hnmine.output import atomic_path
+    from hnmine.io.writers import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -705,7 +705,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[list[Path
 
     Returns the files written and, when matplotlib is missing, a note saying the plots were skipped.
     """
-    from hnmine.output import atomic_path, write_json_atomic
+    from hnmine.io.writers import atomic_path, write_json_atomic
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

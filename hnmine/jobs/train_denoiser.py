@@ -13,14 +13,14 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from hnmine.bm25 import BM25Retriever
 from hnmine.data import MiningData
-from hnmine.encoder import resolve_model
+from hnmine.engines.encoder import resolve_model
 from hnmine.errors import InputError
-from hnmine.exclusion import PositiveExcluder
 from hnmine.pipeline import Pipeline
-from hnmine.selection import NegativeSelector
-from hnmine.window import RankWindow
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.selection import NegativeSelector
+from hnmine.stages.window import RankWindow
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _retriever(cfg: DenoiserTraining, top_k: int):
     """BM25 negatives teach lexical traps; dense ones (the bundled bi-encoder's neighbours) are the very
     candidates a dense miner later asks the teacher to judge, so they match the denoising task."""
     if cfg.negatives_from == "dense":
-        from hnmine.dense import DenseRetriever
+        from hnmine.stages.dense import DenseRetriever
 
         return DenseRetriever(top_k=top_k)
     return BM25Retriever(top_k=top_k)

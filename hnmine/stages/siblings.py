@@ -29,11 +29,11 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine.bm25 import BM25Retriever
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.dense import DenseRetriever
 from hnmine.errors import InputError
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.dense import DenseRetriever
 
 SIBLING_COLUMN = "positive_cosine"
 

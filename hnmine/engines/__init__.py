@@ -1,0 +1,1 @@
+"""Engines: the machinery under the stages (encoders, indexes, search, Ray)."""

@@ -1,0 +1,1 @@
+"""Evaluation of mined files: metrics, reports, diffs."""

@@ -1,0 +1,1 @@
+"""Jobs: whole runs (checkpointed mining, denoising, teacher training) usable from Python and the CLI."""
