@@ -824,8 +824,10 @@ def test_sigterm_stops_the_multi_process_encoding_pool(tmp_path, tiny_sentence_t
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        for worker in alive:  # a failing run must not leave its workers (0.5 GB each) on the test machine
+            worker.kill()
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr
-    _, alive = psutil.wait_procs(workers, timeout=30)
     assert alive == [], f"pool workers still running after SIGTERM: {[p.pid for p in alive]}"
     assert not out.exists() and leftovers(out) == []
