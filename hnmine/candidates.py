@@ -25,11 +25,21 @@ import pyarrow.compute as pc
 
 from hnmine.data import MiningData
 
+# Score columns, named once. ``score`` is the retriever's own; the others are added by the stages that declare
+# them in ``adds_columns`` (a cross-encoder, a bi-encoder teacher, hybrid fusion). Each is written into every
+# output layout as ``negative_<name>`` / ``positive_<name>``, in this order.
+SCORE = "score"
+CE_SCORE = "ce_score"
+TEACHER_COSINE = "teacher_cosine"
+BM25_SCORE = "bm25_score"
+RRF_SCORE = "rrf_score"
+ADDED_SCORE_COLUMNS = (CE_SCORE, TEACHER_COSINE, BM25_SCORE, RRF_SCORE)
+
 CANDIDATE_SCHEMA = pa.schema([
     ("query_idx", pa.int32()),
     ("doc_idx", pa.int32()),
     ("rank", pa.int32()),
-    ("score", pa.float32()),
+    (SCORE, pa.float32()),
     ("retriever", pa.string()),
 ])
 POSITIVE_SCHEMA = pa.schema([("query_idx", pa.int32()), ("doc_idx", pa.int32())])
@@ -89,7 +99,7 @@ class CandidateBatch:
         """``None`` means the best score available: the cross-encoder's if one ran, else the retriever's."""
         if preferred:
             return preferred
-        return "ce_score" if "ce_score" in self.candidates.column_names else "score"
+        return CE_SCORE if CE_SCORE in self.candidates.column_names else SCORE
 
     @property
     def num_candidates(self) -> int:

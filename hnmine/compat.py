@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hnmine.candidates import CE_SCORE, SCORE
 from hnmine.errors import InputError
 from hnmine.io.inputs import pairs_data
 from hnmine.pipeline import Pipeline
@@ -167,11 +168,11 @@ def mine_hard_negatives(
                                                margin=absolute_margin, max_ratio=max_ratio, min_score=min_score,
                                                batch_size=batch_size))
         elif thresholds or min_score is not None:
-            stages.append(FalseNegativeFilter(max_score, absolute_margin, max_ratio, score_column="score",
+            stages.append(FalseNegativeFilter(max_score, absolute_margin, max_ratio, score_column=SCORE,
                                               min_score=min_score))
         stages.append(NegativeSelector(num_negatives=num_negatives, strategy=sampling_strategy, seed=seed))
         pipeline = Pipeline(stages)
-        mined = _collect(pipeline, data, "ce_score" if rescore else "score")
+        mined = _collect(pipeline, data, CE_SCORE if rescore else SCORE)
     rows = _format(mined, data, output_format, output_scores, num_negatives, anchor_column_name,
                    positive_column_name)
     if verbose:
@@ -234,10 +235,10 @@ def _collect(pipeline: Pipeline, data: Any, column: str) -> Mined:
     for batch in pipeline.run(data):
         cand, pos = batch.candidates.to_pydict(), batch.positives.to_pydict()
         negs: dict[int, list[tuple[float, int, int]]] = {}
-        for q, d, r, s in zip(cand["query_idx"], cand["doc_idx"], cand["rank"], cand.get(column, cand["score"])):
+        for q, d, r, s in zip(cand["query_idx"], cand["doc_idx"], cand["rank"], cand.get(column, cand[SCORE])):
             negs.setdefault(q, []).append((-s, r, d))
         poss: dict[int, list[tuple[int, float]]] = {}
-        for q, d, s in zip(pos["query_idx"], pos["doc_idx"], pos.get(column, pos.get("score", []))):
+        for q, d, s in zip(pos["query_idx"], pos["doc_idx"], pos.get(column, pos.get(SCORE, []))):
             poss.setdefault(q, []).append((d, s))
         for q in batch.queries.tolist():
             ranked = sorted(negs.get(q, []))  # by score, best first, as sentence-transformers orders its output

@@ -15,54 +15,28 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from hnmine.errors import InputError, check_int
-from hnmine.pipeline import Pipeline
-from hnmine.stage import Stage, stage_options
-from hnmine.stages.ambiguous import AmbiguousZoneFilter
-from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
-from hnmine.stages.bm25 import BM25Retriever
-from hnmine.stages.clusters import QueryClusters
-from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
-from hnmine.stages.dense import DenseRetriever
-from hnmine.stages.exclusion import PositiveExcluder
-from hnmine.stages.false_negatives import FalseNegativeFilter
-from hnmine.stages.fill import RandomFill
-from hnmine.stages.hybrid import HybridRetriever
-from hnmine.stages.positives_cap import PositivesPerQuery
-from hnmine.stages.selection import NegativeSelector
-from hnmine.stages.siblings import SiblingFilter
-from hnmine.stages.synthetic import SyntheticNegatives
-from hnmine.stages.tiers import DifficultyTiers
-from hnmine.stages.triplet_margin import TripletMarginFilter
-from hnmine.stages.window import RankWindow
+from hnmine.errors import InputError
+from hnmine.pipeline import CHUNK_SIZE, CHUNK_SIZE_CHECK, Pipeline
+from hnmine.stage import Phase, Stage, kinds_in, stage_kinds, stage_options
 
-STAGE_KINDS: dict[str, type] = {
-    cls.kind: cls
-    for cls in (BM25Retriever, DenseRetriever, HybridRetriever, PositiveExcluder, RankWindow,
-                CrossEncoderScorer, CrossEncoderDenoiser, BiEncoderDenoiser, FalseNegativeFilter, AmbiguousZoneFilter,
-                NegativeSelector, TripletMarginFilter, DifficultyTiers, RandomFill, PositivesPerQuery, QueryClusters,
-                SiblingFilter, SyntheticNegatives)
-}
+PHASE_NAMES = {Phase.RETRIEVE: "a retriever", Phase.EXCLUDE: "exclude_positives", Phase.FILTER: "filters",
+               Phase.SELECT: "select", Phase.FILL: "fill", Phase.LABEL: "labels"}
 
 
-# Where each stage may stand. A pipeline runs retrieve -> exclude positives -> filters -> select -> fill ->
-# labels; anything else either emits known positives as negatives (no exclusion), has nothing to work on (no
-# retriever first) or undoes an earlier step (a filter after selection leaves queries short for no reason).
-PHASES: dict[str, int] = {
-    "bm25": 0, "dense": 0, "hybrid": 0,
-    "exclude_positives": 1,
-    "rank_window": 2, "cross_encoder_score": 2, "cross_encoder_denoise": 2, "bi_encoder_denoise": 2,
-    "false_negative_filter": 2, "ambiguous_zone": 2, "triplet_margin": 2, "positives_per_query": 2,
-    "sibling_filter": 2,
-    # synthetic_negatives mixes generated rows into the selected ones, so it stands where fill does
-    "select": 3, "fill_random": 4, "synthetic_negatives": 4, "tiers": 5, "query_clusters": 5,
-}
-PHASE_NAMES = ("a retriever", "exclude_positives", "filters", "select", "fill (fill_random, synthetic_negatives)",
-               "labels (tiers, clusters)")
-# Score columns beyond the retriever's ``score``, and the stages that add them.
-SCORE_COLUMN_SOURCES = {"ce_score": ("cross_encoder_score", "cross_encoder_denoise"),
-                        "teacher_cosine": ("bi_encoder_denoise",), "bm25_score": ("hybrid",),
-                        "rrf_score": ("hybrid",)}
+def _phase_label(phase: Phase) -> str:
+    """``fill (fill_random, synthetic_negatives)``: the registry's stages of the phase, named in the message."""
+    if phase in (Phase.FILL, Phase.LABEL):
+        return f"{PHASE_NAMES[phase]} ({', '.join(kinds_in(phase))})"
+    return PHASE_NAMES[phase]
+
+
+def score_column_sources() -> dict[str, list[str]]:
+    """Each score column a stage adds, and the stage kinds that add it."""
+    sources: dict[str, list[str]] = {}
+    for kind, cls in stage_kinds().items():
+        for column in cls.adds_columns:
+            sources.setdefault(column, []).append(kind)
+    return sources
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -93,9 +67,10 @@ def _type_name(hint: Any) -> str:
 def stage_from_dict(spec: dict[str, Any], where: str = "pipeline") -> Stage:
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    if kind not in STAGE_KINDS:
-        raise InputError(f"{where}: stage kind {kind!r} is unknown (known: {', '.join(STAGE_KINDS)})")
-    cls = STAGE_KINDS[kind]
+    kinds = stage_kinds()
+    if kind not in kinds:
+        raise InputError(f"{where}: stage kind {kind!r} is unknown (known: {', '.join(kinds)})")
+    cls = kinds[kind]
     allowed = {f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
     unknown = set(spec) - allowed
     if unknown:
@@ -117,28 +92,31 @@ def stage_from_dict(spec: dict[str, Any], where: str = "pipeline") -> Stage:
 def check_composition(stages: list[Stage], where: str) -> None:
     """Required stages and a legal order; a pipeline file that breaks them is refused before any work."""
     kinds = [s.kind for s in stages]
-    if not kinds or PHASES.get(kinds[0]) != 0:
-        raise InputError(f"{where}: the first stage must be a retriever (bm25, dense or hybrid), not "
-                         f"{kinds[0] if kinds else 'nothing'!r}")
-    for name, wanted in (("a retriever", 0), ("exclude_positives", 1), ("select", 3)):
-        found = [k for k in kinds if PHASES.get(k) == wanted]
+    if not stages or stages[0].phase != Phase.RETRIEVE:
+        raise InputError(f"{where}: the first stage must be a retriever ({', '.join(kinds_in(Phase.RETRIEVE))}), "
+                         f"not {kinds[0] if kinds else 'nothing'!r}")
+    for phase in (Phase.RETRIEVE, Phase.EXCLUDE, Phase.SELECT):
+        found = [s for s in stages if s.phase == phase]
         if len(found) > 1:
-            raise InputError(f"{where}: {len(found)} stages of {name}; a pipeline has exactly one")
-    if "exclude_positives" not in kinds:
+            raise InputError(f"{where}: {len(found)} stages of {PHASE_NAMES[phase]}; a pipeline has exactly one")
+    if not any(s.phase == Phase.EXCLUDE for s in stages):
         raise InputError(f"{where}: no exclude_positives stage; without it known positives are written as "
                          "negatives")
-    for i, (before, after) in enumerate(itertools.pairwise(kinds), start=2):
-        if PHASES.get(after, 2) < PHASES.get(before, 2):
-            raise InputError(f"{where}: stage #{i} {after!r} comes after {before!r}; stages run in the order "
-                             f"{' -> '.join(PHASE_NAMES)}")
-    if "fill_random" in kinds and "select" not in kinds:
-        raise InputError(f"{where}: fill_random tops queries up to the select stage's count; add a select stage")
+    for i, (before, after) in enumerate(itertools.pairwise(stages), start=2):
+        if after.phase < before.phase:
+            raise InputError(f"{where}: stage #{i} {after.kind!r} comes after {before.kind!r}; stages run in the "
+                             f"order {' -> '.join(_phase_label(p) for p in Phase)}")
     for i, stage in enumerate(stages):
-        column = getattr(stage, "score_column", None)
-        sources = SCORE_COLUMN_SOURCES.get(column) if isinstance(column, str) else None
-        if sources and not any(k in sources for k in kinds[:i + 1]):  # a stage may read the column it adds
+        for needed in stage.needs:
+            if needed not in kinds[:i]:
+                raise InputError(f"{where}: {stage.kind} needs a {needed} stage before it; add a {needed} stage")
+    sources = score_column_sources()
+    for i, stage in enumerate(stages):
+        column = stage.score_column
+        adders = sources.get(column) if isinstance(column, str) else None
+        if adders and not any(k in adders for k in kinds[:i + 1]):  # a stage may read the column it adds
             raise InputError(f"{where}: stage #{i + 1} {stage.kind!r} reads score_column {column!r}, which only "
-                             f"{' or '.join(sources)} adds, and none runs before it")
+                             f"{' or '.join(adders)} adds, and none runs before it")
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -158,8 +136,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     stages = doc.get("stage")
     if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) for s in stages):
         raise InputError(f"pipeline file {path}: needs at least one [[stage]] table")
-    chunk_size = doc.get("chunk_size", 256)
-    check_int(f"pipeline file {path}: chunk_size", chunk_size, 1, 1 << 24)
+    chunk_size = doc.get("chunk_size", CHUNK_SIZE)
+    CHUNK_SIZE_CHECK(f"pipeline file {path}: chunk_size", chunk_size, int)
     built = [stage_from_dict(s, f"{path} [[stage]] #{i + 1}") for i, s in enumerate(stages)]
     check_composition(built, f"pipeline file {path}")
     return Pipeline(built, chunk_size=chunk_size)

@@ -16,8 +16,12 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, sort_candidates
 from hnmine.data import MiningData
-from hnmine.stage import Stage, prepare
+from hnmine.stage import Check, Stage
 from hnmine.stages.selection import NegativeSelector
+
+# Queries per chunk, and its valid range, for every way a run is configured (CLI, pipeline file, Python).
+CHUNK_SIZE = 256
+CHUNK_SIZE_CHECK = Check(minimum=1, maximum=1 << 24)
 
 
 @dataclass
@@ -92,11 +96,14 @@ class MiningReport:
 class Pipeline:
     """An ordered list of stages; the first is normally a retriever, the last a ``NegativeSelector``."""
 
-    def __init__(self, stages: list[Stage], chunk_size: int = 256) -> None:
+    def __init__(self, stages: list[Stage], chunk_size: int = CHUNK_SIZE) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
+        CHUNK_SIZE_CHECK("chunk_size", chunk_size, int)
+        for stage in stages:
+            if not isinstance(stage, Stage):
+                raise TypeError(f"{stage!r} is not a stage: subclass hnmine.stage.Stage (a dataclass with kind, "
+                                "phase and apply)")
         self.stages = list(stages)
         self.chunk_size = chunk_size
         self.report = MiningReport()
@@ -109,7 +116,7 @@ class Pipeline:
     def prepare(self, data: MiningData) -> None:
         start = time.perf_counter()
         for stage in self.stages:
-            prepare(stage, data)
+            stage.prepare(data)
         self.report.prepare_seconds += time.perf_counter() - start
 
     def run_batch(self, batch: CandidateBatch) -> CandidateBatch:
@@ -120,10 +127,8 @@ class Pipeline:
     def collect_notes(self) -> None:
         """Stage-level counts that are not rows (truncated texts, pairs scored), for summary and manifest."""
         for stage in self.stages:
-            for nested in [stage, *(getattr(stage, f) for f in ("bm25", "dense") if hasattr(stage, f))]:
-                notes = getattr(nested, "notes", None)
-                if callable(notes):
-                    self.report.notes.update(notes())
+            for nested in [stage, *stage.parts()]:
+                self.report.notes.update(nested.notes())
 
     def _run_stages(self, batch: CandidateBatch) -> tuple[CandidateBatch, dict]:
         stage_counts = []
@@ -132,9 +137,7 @@ class Pipeline:
             start = time.perf_counter()
             rows_in = batch.num_candidates
             batch = stage.apply(batch)
-            take = getattr(stage, "take_chunk_counters", None)
-            if callable(take):
-                counters.update(take())
+            counters.update(stage.take_chunk_counters())
             # A retriever creates candidates; count what it produced, not zero-in.
             stage_counts.append([f"{i}:{stage.kind}", rows_in if i else batch.num_candidates, batch.num_candidates,
                                  time.perf_counter() - start])

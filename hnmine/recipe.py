@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from hnmine.candidates import SCORE
 from hnmine.engines.encoder import check_device, primary_device
-from hnmine.errors import MAX_RANK, InputError, check_float, check_int
-from hnmine.pipeline import Pipeline
-from hnmine.stage import Stage
+from hnmine.errors import InputError
+from hnmine.pipeline import CHUNK_SIZE, CHUNK_SIZE_CHECK, Pipeline
+from hnmine.stage import Stage, check_options, option, same_as
 from hnmine.stages.ambiguous import AmbiguousZoneFilter
 from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.stages.bm25 import BM25Retriever
@@ -27,7 +28,7 @@ from hnmine.stages.hybrid import HybridRetriever
 from hnmine.stages.positives_cap import PositivesPerQuery
 from hnmine.stages.selection import NegativeSelector
 from hnmine.stages.siblings import SiblingFilter
-from hnmine.stages.tiers import DifficultyTiers, window_thirds
+from hnmine.stages.tiers import TIER_MODES, DifficultyTiers, window_thirds
 from hnmine.stages.triplet_margin import TripletMarginFilter
 from hnmine.stages.window import RankWindow
 
@@ -37,70 +38,58 @@ SCORER_KINDS = ("cross-encoder", "bi-encoder")
 
 @dataclass
 class MineOptions:
-    retriever: str = "dense"
-    num_negatives: int = 5
-    range_min: int = 10
-    range_max: int = 50
-    top_k: int | None = None
+    """The flat options of ``hnmine mine``. Each mirrors the stage option it sets (``same_as``): one default and
+    one valid range per option, written on the stage; the CLI takes its defaults from here."""
+
+    retriever: str = option("dense", choices=RETRIEVERS)
+    num_negatives: int = same_as(NegativeSelector, "num_negatives")
+    range_min: int = same_as(RankWindow, "range_min", default=10)
+    range_max: int = same_as(RankWindow, "range_max", default=50, maximum=1 << 30)
+    top_k: int | None = same_as(BM25Retriever, "top_k", default=None)
     # Encoder, index and precomputed-embedding options: one DenseRetriever, its top_k set at build time.
     dense: DenseRetriever = field(default_factory=DenseRetriever)
-    bm25_k1: float = 1.5
-    bm25_b: float = 0.75
-    stopwords: bool = False
-    bm25_backend: str = "sparse"
-    rrf_k: float = 60.0
+    bm25_k1: float = same_as(BM25Retriever, "k1")
+    bm25_b: float = same_as(BM25Retriever, "b")
+    stopwords: bool = same_as(BM25Retriever, "stopwords")
+    bm25_backend: str = same_as(BM25Retriever, "backend")
+    rrf_k: float = same_as(HybridRetriever, "rrf_k")
     cross_encoder: str | None = None
-    ce_batch_size: int = 32
-    ce_max_length: int | None = None
-    max_score: float | None = None
-    margin: float | None = None
-    max_ratio: float | None = None
-    max_z: float | None = None
-    spread_margin: float | None = None
-    relabel_false_negatives: bool = False
-    max_false_negatives: int | None = None
-    min_score: float | None = None
+    ce_batch_size: int = same_as(CrossEncoderDenoiser, "batch_size")
+    ce_max_length: int | None = same_as(CrossEncoderDenoiser, "max_length")
+    max_score: float | None = same_as(FalseNegativeFilter, "max_score")
+    margin: float | None = same_as(FalseNegativeFilter, "margin")
+    max_ratio: float | None = same_as(FalseNegativeFilter, "max_ratio")
+    max_z: float | None = same_as(FalseNegativeFilter, "max_z")
+    spread_margin: float | None = same_as(FalseNegativeFilter, "spread_margin")
+    relabel_false_negatives: bool = same_as(FalseNegativeFilter, "relabel")
+    max_false_negatives: int | None = same_as(FalseNegativeFilter, "max_false_negatives")
+    min_score: float | None = same_as(FalseNegativeFilter, "min_score")
     include_positives: bool = False
     zone: tuple[float, float] | None = None
-    sampling: str = "top"
-    simans_a: float = 0.5
-    simans_b: float = 0.0
-    seed: int = 0
-    chunk_size: int = 256
+    sampling: str = same_as(NegativeSelector, "strategy")
+    simans_a: float = same_as(NegativeSelector, "simans_a")
+    simans_b: float = same_as(NegativeSelector, "simans_b")
+    seed: int = same_as(NegativeSelector, "seed")
+    chunk_size: int = field(default=CHUNK_SIZE, metadata={"check": CHUNK_SIZE_CHECK})
     triplet_type: str | None = None
-    triplet_margin: float = 0.2
-    positives_per_query: int | None = None
-    fill: str = "none"
-    tiers: str = "rank"
-    tier_hard: float | None = None
-    tier_medium: float | None = None
-    query_clusters: int | None = None
+    triplet_margin: float = same_as(TripletMarginFilter, "margin")
+    positives_per_query: int | None = same_as(PositivesPerQuery, "max_positives", default=None)
+    fill: str = option("none", choices=("none", "random"))
+    tiers: str = option("rank", choices=("none", *TIER_MODES))
+    tier_hard: float | None = same_as(DifficultyTiers, "hard")
+    tier_medium: float | None = same_as(DifficultyTiers, "medium")
+    query_clusters: int | None = same_as(QueryClusters, "num_clusters", default=None)
     hide_fraction: float | None = None
-    sibling_percentile: float | None = None
-    sibling_pool: int = 100
-    lexical_top: int | None = None
+    sibling_percentile: float | None = same_as(SiblingFilter, "percentile", default=None)
+    sibling_pool: int = same_as(SiblingFilter, "pool")
+    lexical_top: int | None = same_as(SiblingFilter, "lexical_top", default=None)
 
     def validate(self) -> None:
-        # Options whose absence means "default" or "off" are None; 0 is refused like any other value below 1,
-        # rather than quietly meaning "off" where -1 is an error.
-        for option, value in (("--top-k", self.top_k), ("--positives-per-query", self.positives_per_query),
-                              ("--query-clusters", self.query_clusters), ("--ce-max-length", self.ce_max_length)):
-            if value is not None:
-                check_int(option, value, 1, MAX_RANK)
-        check_int("--ce-batch-size", self.ce_batch_size, 1, 1_000_000)
-        check_int("--chunk-size", self.chunk_size, 1, 1 << 24)
+        # Every range and choice, checked even where the option is unused, so a typo'd value never waits for the
+        # day it matters. Options whose absence means "default" or "off" are None; 0 is refused like any other
+        # value below 1, rather than quietly meaning "off" where -1 is an error.
+        check_options(self)
         check_device(self.dense.device)  # here, not in the stage: a pipeline can be built for another machine
-        check_int("--range-max", self.range_max, 1, 1 << 30)
-        check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
-        # Checked even where the option is unused, so a typo'd value never waits for the day it matters.
-        check_float("--rrf-k", self.rrf_k, minimum=0)
-        check_float("--bm25-k1", self.bm25_k1, minimum=0)
-        check_float("--bm25-b", self.bm25_b, minimum=0, maximum=1)
-        check_float("--simans-a", self.simans_a, minimum=0)
-        check_float("--simans-b", self.simans_b)
-        check_float("--triplet-margin", self.triplet_margin, minimum=0)
-        if self.retriever not in RETRIEVERS:
-            raise InputError(f"--retriever {self.retriever!r}: expected one of {', '.join(RETRIEVERS)}")
         if self.range_max - self.range_min < self.num_negatives:
             raise InputError(
                 f"--range-min {self.range_min} and --range-max {self.range_max} leave "
@@ -119,12 +108,6 @@ class MineOptions:
             raise InputError("--relabel-false-negatives and --max-false-negatives act on the candidates a "
                              "false-negative rule removes: give --max-score, --margin, --max-ratio, --max-z or "
                              "--spread-margin")
-        if self.fill not in ("none", "random"):
-            raise InputError(f"--fill {self.fill!r}: expected none or random")
-        if self.tiers not in ("none", "rank", "gap"):
-            raise InputError(f"--tiers {self.tiers!r}: expected none, rank or gap")
-        if self.dense.batch_size < 1 or self.ce_batch_size < 1 or self.chunk_size < 1:
-            raise InputError("--batch-size, --ce-batch-size and --chunk-size must be >= 1")
 
 
 def _needed_after_denoise(opts: MineOptions) -> int | None:
@@ -168,7 +151,7 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
                                            needed=_needed_after_denoise(opts), min_score=opts.min_score))
     elif any(v is not None for v in (opts.max_score, opts.margin, opts.max_ratio, opts.max_z, opts.spread_margin,
                                      opts.min_score)):
-        stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column="score",
+        stages.append(FalseNegativeFilter(opts.max_score, opts.margin, opts.max_ratio, score_column=SCORE,
                                           max_z=opts.max_z, spread_margin=opts.spread_margin,
                                           relabel=opts.relabel_false_negatives,
                                           max_false_negatives=opts.max_false_negatives,

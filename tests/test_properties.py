@@ -22,6 +22,7 @@ from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
 from hnmine.data import MiningData, normalize_text
 from hnmine.io.writers import triplet_table
 from hnmine.pipeline import Pipeline
+from hnmine.stage import Phase, Stage
 from hnmine.stages.ambiguous import AmbiguousZoneFilter
 from hnmine.stages.exclusion import PositiveExcluder
 from hnmine.stages.false_negatives import FalseNegativeFilter
@@ -250,10 +251,11 @@ def test_ambiguous_zone_is_monotone(case, low, widen_low, high, widen_high):
 
 
 @dataclass
-class TableRetriever:
+class TableRetriever(Stage, register=False):
     """A retriever stand-in: hands out the prepared candidate rows of the batch's queries, positives scored."""
 
     kind: ClassVar[str] = "fake"
+    phase: ClassVar[Phase] = Phase.RETRIEVE
     case: Case = field(repr=False)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:

@@ -20,12 +20,15 @@ from typing import Any
 import numpy as np
 
 from hnmine import progress
-from hnmine.errors import InputError
+from hnmine.errors import MAX_RANK, InputError
 from hnmine.io.cache_files import discard, verified_meta, write_entry
+from hnmine.stage import batch_size_option, option, same_as
 
 # Bumped when what a cache entry holds changes; entries of another format are recomputed.
 EMBEDDING_CACHE_FORMAT = "hnmine-embeddings-v2"
-BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+# The default model of every bi-encoder option (mining, teachers, training): bundled, so it needs no network.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+BUNDLED_MODEL_NAMES = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -163,10 +166,10 @@ def load_sentence_transformer(name: str, device: str | None, dtype: str) -> Any:
 class Encoder:
     """Normalised embeddings for lists of texts, deduplicated and cached."""
 
-    model: str = "all-MiniLM-L6-v2"
+    model: str = DEFAULT_MODEL
     device: str | None = None
-    batch_size: int = 32
-    dtype: str = "auto"
+    batch_size: int = batch_size_option("--batch-size")
+    dtype: str = option("auto", flag="--dtype", choices=DTYPES)
     cache_dir: str | None = None
     use_cache: bool = True
     show_progress: bool = True
@@ -459,21 +462,19 @@ def token_lengths(model: Any, texts: list[str], batch: int = 1024) -> np.ndarray
 class EncoderSettings:
     """The bi-encoder options every embedding stage shares, so a retriever and a teacher read them alike."""
 
-    model: str = "all-MiniLM-L6-v2"
+    model: str = DEFAULT_MODEL
     query_prompt: str = ""
     corpus_prompt: str = ""
-    batch_size: int = 32
+    batch_size: int = same_as(Encoder, "batch_size")
     device: str | None = None
-    dtype: str = "auto"
+    dtype: str = same_as(Encoder, "dtype")
     cache_dir: str | None = None
     use_cache: bool = True
     query_prompt_name: str | None = None
     corpus_prompt_name: str | None = None
-    max_seq_length: int | None = None
+    max_seq_length: int | None = option(None, minimum=1, maximum=MAX_RANK)
 
     def encoder(self) -> Encoder:
-        if self.max_seq_length is not None and self.max_seq_length < 1:
-            raise InputError(f"--max-seq-length must be >= 1, got {self.max_seq_length}")
         return Encoder(model=self.model, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
                        cache_dir=self.cache_dir, use_cache=self.use_cache,
                        max_seq_length_override=self.max_seq_length)

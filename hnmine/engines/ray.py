@@ -489,7 +489,7 @@ def _dense_retrievers(pipeline: Pipeline) -> list[DenseRetriever]:
     """Every dense retriever a stage holds (a retriever, a hybrid's, the query clusters'), each once."""
     found: dict[int, DenseRetriever] = {}
     for stage in pipeline.stages:
-        for candidate in (stage, getattr(stage, "dense", None)):
+        for candidate in (stage, *stage.parts()):
             if isinstance(candidate, DenseRetriever):
                 found.setdefault(id(candidate), candidate)
     return list(found.values())

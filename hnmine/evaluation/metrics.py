@@ -31,15 +31,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hnmine.candidates import CE_SCORE, SCORE, TEACHER_COSINE
 from hnmine.data import normalize_text
 from hnmine.errors import InputError
 from hnmine.io.inputs import id_column
 
-# scale name -> (negative score column, positive score column)
+# scale name -> (negative score column, positive score column), as every output layout names them
 SCORE_SCALES: dict[str, tuple[str, str]] = {
-    "retriever": ("negative_score", "positive_score"),
-    "cross_encoder": ("negative_ce_score", "positive_ce_score"),
-    "teacher_cosine": ("negative_teacher_cosine", "positive_teacher_cosine"),
+    scale: (f"negative_{column}", f"positive_{column}")
+    for scale, column in (("retriever", SCORE), ("cross_encoder", CE_SCORE), ("teacher_cosine", TEACHER_COSINE))
 }
 SCALE_LABELS = {"retriever": "retriever score", "cross_encoder": "cross-encoder score",
                 "teacher_cosine": "bi-encoder teacher cosine"}

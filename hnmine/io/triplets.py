@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
+from hnmine.candidates import CANDIDATE_SCHEMA, CE_SCORE, SCORE, CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.errors import InputError
 from hnmine.io.inputs import text_column
@@ -129,7 +129,7 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
         "query_idx": pa.array(pairs[:, 0] if len(pairs) else [], pa.int32()),
         "doc_idx": pa.array(pairs[:, 1] if len(pairs) else [], pa.int32()),
         "rank": pa.array(rank, pa.int32()),
-        "score": pa.array(np.full(len(pairs), np.nan), pa.float32()),
+        SCORE: pa.array(np.full(len(pairs), np.nan), pa.float32()),
         "retriever": pa.array(["input"] * len(pairs), pa.string()),
     }, schema=CANDIDATE_SCHEMA)
     return CandidateBatch.start(triplets.data, queries).with_candidates(candidates)
@@ -137,7 +137,7 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
 
 def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int = 256,
                      on_chunk: Callable[[int], None] | None = None,
-                     score_column: str = "ce_score") -> tuple[pa.Table, int]:
+                     score_column: str = CE_SCORE) -> tuple[pa.Table, int]:
     """The file's rows whose (query, negative) pair survives ``pipeline``, with both teacher scores.
 
     Rows keep every column they came with; ``positive_<score_column>`` and ``negative_<score_column>`` are

@@ -19,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hnmine.candidates import CandidateBatch
+from hnmine.candidates import CE_SCORE, SCORE, CandidateBatch
 from hnmine.data import MiningData
 from hnmine.errors import InputError
+from hnmine.stage import score_columns
 
 FORMATS = ("triplet", "n-tuple", "labeled-pair", "flagembedding", "tevatron")
 JSONL_FORMATS = ("flagembedding", "tevatron")
@@ -242,7 +243,7 @@ def _label_columns(batch: CandidateBatch) -> list[str]:
 
 
 def _score_columns(batch: CandidateBatch) -> list[str]:
-    return [c for c in ("ce_score", "teacher_cosine", "bm25_score", "rrf_score") if c in batch.candidates.column_names]
+    return [c for c in score_columns() if c in batch.candidates.column_names]
 
 
 def _sources(data: MiningData, doc_idx: np.ndarray) -> pa.Array:
@@ -271,8 +272,8 @@ def triplet_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
             "positive_id": _texts(data.doc_ids, posd),
             "negative_id": _texts(data.doc_ids, neg),
             "negative_rank": pa.array(_col(cand, "rank")[ci], pa.int32()),
-            "negative_score": pa.array(_col(cand, "score")[ci], pa.float32()),
-            "positive_score": pa.array(_col(pos, "score")[pi] if "score" in pos.column_names
+            f"negative_{SCORE}": pa.array(_col(cand, SCORE)[ci], pa.float32()),
+            f"positive_{SCORE}": pa.array(_col(pos, SCORE)[pi] if SCORE in pos.column_names
                                        else np.full(len(pi), np.nan), pa.float32()),
             "retriever": pa.array(_col(cand, "retriever")[ci].tolist(), pa.string()),
             "source": _sources(data, neg),
@@ -321,7 +322,7 @@ def ntuple_table(batch: CandidateBatch, num_negatives: int, audit: bool = True) 
         cols["negative_ids"] = pa.array([[data.doc_ids[i] for i in cd[r]] for r in negm], pa.list_(pa.string()))
         cols["negative_ranks"] = pa.array([crank[r].tolist() for r in negm], pa.list_(pa.int32()))
         cols["negative_sources"] = pa.array([_sources(data, cd[r]).to_pylist() for r in negm], pa.list_(pa.string()))
-        for name in ["score", *_score_columns(batch)]:
+        for name in [SCORE, *_score_columns(batch)]:
             values = _col(cand, name)
             cols[f"negative_{name}s"] = pa.array([values[r].tolist() for r in negm], pa.list_(pa.float32()))
     for name in _label_columns(batch) if audit else []:
@@ -354,7 +355,7 @@ def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
         cols["rank"] = pa.array(np.where(rank < 0, None, rank).tolist(), pa.int32())
         cols["source"] = pa.array([None if lab else src for lab, src in
                                    zip(label.tolist(), _sources(data, d).to_pylist())], pa.string())
-        for name in ["score", *_score_columns(batch)]:
+        for name in [SCORE, *_score_columns(batch)]:
             pv = _col(pos, name) if name in pos.column_names else np.full(pos.num_rows, np.nan)
             cols[name] = pa.array(np.r_[pv, _col(cand, name)][order], pa.float32())
     return pa.table(cols)
@@ -363,7 +364,7 @@ def labeled_pair_table(batch: CandidateBatch, audit: bool = True) -> pa.Table:
 def flagembedding_score_column(batch: CandidateBatch) -> str:
     """The scale ``pos_scores`` / ``neg_scores`` carry: the cross-encoder's where there is one, else the retriever's."""
     cand, pos = batch.candidates, batch.positives
-    return "ce_score" if "ce_score" in cand.column_names and "ce_score" in pos.column_names else "score"
+    return CE_SCORE if CE_SCORE in cand.column_names and CE_SCORE in pos.column_names else SCORE
 
 
 def _json_scores(values: np.ndarray) -> list[float | None]:
@@ -452,7 +453,7 @@ def tevatron_lines(batch: CandidateBatch, audit: bool = True) -> tuple[list[str]
             for p, source in zip(out["negative_passages"], _sources(data, cd[nrow]).to_pylist()):
                 p["source"] = source
             out["negative_ranks"] = [int(r) for r in _col(cand, "rank")[nrow]]
-            out["negative_scores"] = _json_scores(_col(cand, "score")[nrow])
+            out["negative_scores"] = _json_scores(_col(cand, SCORE)[nrow])
         return out
 
     return _query_records(batch, pos, record)

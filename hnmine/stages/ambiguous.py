@@ -14,6 +14,7 @@ import numpy as np
 
 from hnmine.candidates import CandidateBatch
 from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage
 
 
 def parse_zone(text: str) -> tuple[float, float]:
@@ -26,10 +27,11 @@ def parse_zone(text: str) -> tuple[float, float]:
 
 
 @dataclass
-class AmbiguousZoneFilter:
+class AmbiguousZoneFilter(Stage):
     """Keep candidates with ``p - low <= s <= p + high`` (``p``: the query's lowest positive score)."""
 
     kind: ClassVar[str] = "ambiguous_zone"
+    phase: ClassVar[Phase] = Phase.FILTER
     low: float = 0.3
     high: float = 0.0
     score_column: str | None = None

@@ -17,21 +17,22 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine.candidates import CandidateBatch, set_column
+from hnmine.candidates import TEACHER_COSINE, CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.engines.encoder import EncoderSettings
 from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage
 from hnmine.stages.false_negatives import FalseNegativeFilter
-
-SCORE_COLUMN = "teacher_cosine"
 
 
 @dataclass
-class BiEncoderDenoiser(EncoderSettings):
+class BiEncoderDenoiser(EncoderSettings, Stage):
     """Add ``teacher_cosine`` from a SentenceTransformer to candidates and positives, then drop likely positives."""
 
     kind: ClassVar[str] = "bi_encoder_denoise"
-    score_column: ClassVar[str] = SCORE_COLUMN
+    phase: ClassVar[Phase] = Phase.FILTER
+    adds_columns: ClassVar[tuple[str, ...]] = (TEACHER_COSINE,)
+    score_column: ClassVar[str] = TEACHER_COSINE  # type: ignore[misc]  # the column it adds is the one it reads
     model: str = ""
     max_score: float | None = None
     margin: float | None = None
@@ -47,12 +48,13 @@ class BiEncoderDenoiser(EncoderSettings):
     _filter: FalseNegativeFilter | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.model:
             raise InputError("bi-encoder denoising needs a model (--scorer bi-encoder:NAME_OR_PATH)")
         if self.max_score is not None and not -1.0 <= self.max_score <= 1.0:
             raise InputError(f"--max-score {self.max_score} applies to the bi-encoder teacher's cosine "
                              "similarity here, which lies in [-1, 1]")
-        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE_COLUMN,
+        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=TEACHER_COSINE,
                                            max_z=self.max_z, spread_margin=self.spread_margin,
                                            relabel=self.relabel, max_false_negatives=self.max_false_negatives,
                                            min_score=self.min_score)
@@ -82,8 +84,8 @@ class BiEncoderDenoiser(EncoderSettings):
         assert self._filter is not None
         self.prepare(batch.data)
         cand, pos = batch.candidates, batch.positives
-        cand = set_column(cand, SCORE_COLUMN, self.score(cand.column("query_idx").to_numpy(),
+        cand = set_column(cand, TEACHER_COSINE, self.score(cand.column("query_idx").to_numpy(),
                                                          cand.column("doc_idx").to_numpy()), pa.float32())
-        pos = set_column(pos, SCORE_COLUMN, self.score(pos.column("query_idx").to_numpy(),
+        pos = set_column(pos, TEACHER_COSINE, self.score(pos.column("query_idx").to_numpy(),
                                                        pos.column("doc_idx").to_numpy()), pa.float32())
         return self._filter.apply(batch.with_scored(cand, pos))

@@ -17,13 +17,13 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine import progress
-from hnmine.candidates import CandidateBatch, set_column
+from hnmine.candidates import SCORE, CandidateBatch, set_column
 from hnmine.data import MiningData
 from hnmine.engines.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
 from hnmine.engines.encoder import default_cache_dir
 from hnmine.engines.tokenize import tokenize, tokenize_many
-from hnmine.errors import MAX_RANK, InputError, check_float, check_int
 from hnmine.io.cache_files import discard, verified_meta, write_entry
+from hnmine.stage import Phase, Stage, option, top_k_option
 from hnmine.stages.retrieval import topk_to_table
 
 BM25_CACHE_FORMAT = "hnmine-bm25-v2"
@@ -38,29 +38,22 @@ def usable_cpus() -> int:
 
 
 @dataclass
-class BM25Retriever:
+class BM25Retriever(Stage):
     """Top-``top_k`` BM25 candidates per query; also scores each query's positives on the same scale."""
 
     kind: ClassVar[str] = "bm25"
-    top_k: int = 100
-    k1: float = 1.5
-    b: float = 0.75
-    epsilon: float = 0.25
+    phase: ClassVar[Phase] = Phase.RETRIEVE
+    top_k: int = top_k_option()
+    k1: float = option(1.5, flag="--bm25-k1", minimum=0)
+    b: float = option(0.75, flag="--bm25-b", minimum=0, maximum=1)
+    epsilon: float = option(0.25, flag="bm25 epsilon", minimum=0)
     stopwords: bool = False
-    backend: str = "sparse"
+    backend: str = option("sparse", flag="--bm25-backend", choices=BACKENDS)
     cache_dir: str | None = None
     use_cache: bool = True
     _index: BM25Index | None = field(default=None, init=False, repr=False)
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_tokens: list[list[str]] = field(default_factory=list, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check_int("--top-k", self.top_k, 1, MAX_RANK)
-        check_float("--bm25-k1", self.k1, minimum=0)
-        check_float("--bm25-b", self.b, minimum=0, maximum=1)
-        check_float("bm25 epsilon", self.epsilon, minimum=0)
-        if self.backend not in BACKENDS:
-            raise InputError(f"--bm25-backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
 
     def prepare(self, data: MiningData) -> None:
         if self._data is data:
@@ -119,4 +112,4 @@ class BM25Retriever:
         candidates = topk_to_table(batch.queries, doc_idx, scores, self.kind)
         pos = batch.positives
         pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())
-        return batch.with_scored(candidates, set_column(pos, "score", pos_scores, pa.float32()))
+        return batch.with_scored(candidates, set_column(pos, SCORE, pos_scores, pa.float32()))

@@ -23,11 +23,14 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.errors import MAX_SEED, InputError, check_int
+from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage, option, seed_option
 from hnmine.stages.dense import DenseRetriever
 
+KMEANS_NITER = 20
 
-def kmeans_assign(emb: np.ndarray, num_clusters: int, seed: int = 0, niter: int = 20) -> np.ndarray:
+
+def kmeans_assign(emb: np.ndarray, num_clusters: int, seed: int = 0, niter: int = KMEANS_NITER) -> np.ndarray:
     """The k-means cluster of each row, with ``k`` clamped to the number of rows. Pure, for tests."""
     import faiss
 
@@ -45,23 +48,19 @@ def kmeans_assign(emb: np.ndarray, num_clusters: int, seed: int = 0, niter: int 
 
 
 @dataclass
-class QueryClusters:
+class QueryClusters(Stage):
     """Adds ``cluster_id`` (int32): the k-means cluster of the candidate's query, from ``num_clusters``."""
 
     kind: ClassVar[str] = "query_clusters"
-    num_clusters: int = 8
-    seed: int = 0
-    niter: int = 20
+    phase: ClassVar[Phase] = Phase.LABEL
+    num_clusters: int = option(8, flag="--query-clusters", minimum=1, maximum=1_000_000)
+    seed: int = seed_option()
+    niter: int = option(KMEANS_NITER, flag="kmeans niter", minimum=1, maximum=100_000)
     dense: DenseRetriever = field(default_factory=DenseRetriever)
     embedder: Callable[[list[str]], np.ndarray] | None = field(default=None, repr=False)
     embeddings: np.ndarray | None = field(default=None, repr=False)
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _assign: np.ndarray | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check_int("--query-clusters", self.num_clusters, 1, 1_000_000)
-        check_int("kmeans niter", self.niter, 1, 100_000)
-        check_int("--seed", self.seed, 0, MAX_SEED)
 
     def query_embeddings(self, data: MiningData) -> np.ndarray:
         if self.embeddings is not None:

@@ -20,9 +20,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine.candidates import CandidateBatch, set_column
+from hnmine.candidates import CE_SCORE, CandidateBatch, set_column
 from hnmine.engines.encoder import looks_like_missing_path
-from hnmine.errors import InputError
+from hnmine.errors import MAX_RANK, InputError
+from hnmine.stage import Phase, Stage, batch_size_option, option, same_as
 from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
 
 
@@ -109,14 +110,16 @@ def load_cross_encoder(name: str, device: str | None = None, max_length: int | N
 
 
 @dataclass
-class CrossEncoderScorer:
+class CrossEncoderScorer(Stage):
     """Adds ``ce_score`` to candidates and positives, each distinct (query, doc) pair scored once."""
 
     kind: ClassVar[str] = "cross_encoder_score"
+    phase: ClassVar[Phase] = Phase.FILTER
+    adds_columns: ClassVar[tuple[str, ...]] = (CE_SCORE,)
     model: str = ""
-    batch_size: int = 32
+    batch_size: int = batch_size_option("--ce-batch-size")
     device: str | None = None
-    max_length: int | None = None
+    max_length: int | None = option(None, flag="--ce-max-length", minimum=1, maximum=MAX_RANK)
     show_progress: bool = True
     pairs_scored: int = field(default=0, init=False)
     _predict: Callable[[list[tuple[str, str]]], np.ndarray] | None = field(default=None, init=False, repr=False)
@@ -153,16 +156,18 @@ class CrossEncoderScorer:
         q = np.concatenate([cand.column("query_idx").to_numpy(), pos.column("query_idx").to_numpy()])
         d = np.concatenate([cand.column("doc_idx").to_numpy(), pos.column("doc_idx").to_numpy()])
         scores = self.score(batch, q, d)
-        return batch.with_scored(set_column(cand, "ce_score", scores[:nc], pa.float32()),
-                                 set_column(pos, "ce_score", scores[nc:], pa.float32()))
+        return batch.with_scored(set_column(cand, CE_SCORE, scores[:nc], pa.float32()),
+                                 set_column(pos, CE_SCORE, scores[nc:], pa.float32()))
 
 
 @dataclass
-class CrossEncoderDenoiser:
+class CrossEncoderDenoiser(Stage):
     """Score with a cross-encoder, then drop likely false negatives by thresholds on ``ce_score``."""
 
     kind: ClassVar[str] = "cross_encoder_denoise"
-    score_column: ClassVar[str] = "ce_score"
+    phase: ClassVar[Phase] = Phase.FILTER
+    adds_columns: ClassVar[tuple[str, ...]] = (CE_SCORE,)
+    score_column: ClassVar[str] = CE_SCORE  # type: ignore[misc]  # the column it adds is the one it reads
     model: str = ""
     max_score: float | None = None
     margin: float | None = None
@@ -171,9 +176,9 @@ class CrossEncoderDenoiser:
     spread_margin: float | None = None
     relabel: bool = False
     max_false_negatives: int | None = None
-    batch_size: int = 32
+    batch_size: int = same_as(CrossEncoderScorer, "batch_size", flag="--ce-batch-size")
     device: str | None = None
-    max_length: int | None = None
+    max_length: int | None = same_as(CrossEncoderScorer, "max_length", flag="--ce-max-length")
     needed: int | None = None
     min_score: float | None = None
     _scorer: CrossEncoderScorer | None = field(default=None, init=False, repr=False)
@@ -181,12 +186,13 @@ class CrossEncoderDenoiser:
     _unscored: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.model and looks_like_missing_path(self.model):  # before any data is read or encoded
             raise InputError(f"cross-encoder {self.model!r}: path not found")
         if self.model:
             _check_is_cross_encoder(str(Path(self.model).expanduser()))
         self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
-        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column="ce_score",
+        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=CE_SCORE,
                                            max_z=self.max_z, spread_margin=self.spread_margin,
                                            relabel=self.relabel, max_false_negatives=self.max_false_negatives,
                                            min_score=self.min_score)
@@ -256,6 +262,6 @@ class CrossEncoderDenoiser:
             groups = np.concatenate([np.full(len(r), g) for g, r in take])
             survivors += np.bincount(groups, weights=kept, minlength=len(survivors)).astype(np.int64)
         self._unscored += int(np.isnan(ce).sum())
-        positives = set_column(pos, "ce_score", pos_scores, pa.float32())
-        candidates = set_column(cand, "ce_score", ce, pa.float32()).filter(pa.array(keep))
+        positives = set_column(pos, CE_SCORE, pos_scores, pa.float32())
+        candidates = set_column(cand, CE_SCORE, ce, pa.float32()).filter(pa.array(keep))
         return batch.with_scored(candidates, positives)

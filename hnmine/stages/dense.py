@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hnmine import progress
-from hnmine.candidates import CandidateBatch, set_column
+from hnmine.candidates import SCORE, CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.engines.encoder import DTYPES, EncoderSettings, primary_device, resolve_dtype
-from hnmine.errors import MAX_RANK, InputError, check_int
+from hnmine.engines.encoder import EncoderSettings, primary_device, resolve_dtype
+from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage, option, top_k_option
 from hnmine.stages.retrieval import topk_to_table
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
@@ -116,23 +117,25 @@ def stored_vectors(index: Any) -> np.ndarray | None:
 
 
 @dataclass
-class DenseRetriever(EncoderSettings):
+class DenseRetriever(EncoderSettings, Stage):
     """Top-``top_k`` neighbours by cosine similarity; positives are scored with the same embeddings."""
 
     kind: ClassVar[str] = "dense"
-    top_k: int = 100
-    index: str = "flat"
-    ivf_nlist: int | None = None
-    ivf_nprobe: int = 16
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
+    phase: ClassVar[Phase] = Phase.RETRIEVE
+    top_k: int = top_k_option()
+    index: str = option("flat", choices=INDEX_KINDS)
+    ivf_nlist: int | None = option(None, minimum=1, maximum=1 << 24)
+    ivf_nprobe: int = option(16, minimum=1, maximum=1 << 24)
+    # FAISS aborts the whole process (not an exception) on M < 2; beyond a few hundred it is only memory.
+    hnsw_m: int = option(32, minimum=2, maximum=1024)
+    hnsw_ef_search: int = option(128, minimum=1, maximum=1 << 20)
     corpus_embeddings: str | None = None
     query_embeddings: str | None = None
     save_index: str | None = None
     load_index: str | None = None
     # Exact flat search: "auto" runs it where the vectors live (faiss-gpu if installed, else torch blocked
     # products, on a CUDA device; the FAISS flat index on CPU). IVF/HNSW and saved/loaded indexes are FAISS's.
-    exact_search: str = "auto"
+    exact_search: str = option("auto", flag="exact_search", choices=SEARCH_BACKENDS)
     search_dtype: str = "auto"
     _torch_search: Any = field(default=None, init=False, repr=False)
     _data: MiningData | None = field(default=None, init=False, repr=False)
@@ -160,28 +163,14 @@ class DenseRetriever(EncoderSettings):
         self._notes.update(notes or {})
 
     def __post_init__(self) -> None:
-        if self.index not in INDEX_KINDS:
-            raise InputError(f"--index {self.index!r}: expected one of {', '.join(INDEX_KINDS)}")
-        if self.exact_search not in SEARCH_BACKENDS:
-            raise InputError(f"exact_search {self.exact_search!r}: expected one of {', '.join(SEARCH_BACKENDS)}")
+        super().__post_init__()
         if self.exact_search in ("torch", "faiss-gpu") and (self.index != "flat" or self.load_index or self.save_index):
             raise InputError(f"exact_search {self.exact_search!r} is exact flat search: it takes no "
                              f"--index {self.index}, --load-index or --save-index")
-
-        check_int("--top-k", self.top_k, 1, MAX_RANK)
-        check_int("--batch-size", self.batch_size, 1, 1_000_000)
-        if self.ivf_nlist is not None:
-            check_int("--ivf-nlist", self.ivf_nlist, 1, 1 << 24)
-        check_int("--ivf-nprobe", self.ivf_nprobe, 1, 1 << 24)
-        # FAISS aborts the whole process (not an exception) on M < 2; beyond a few hundred it is only memory.
-        check_int("--hnsw-m", self.hnsw_m, 2, 1024)
-        check_int("--hnsw-ef-search", self.hnsw_ef_search, 1, 1 << 20)
-        if self.dtype not in DTYPES:
-            raise InputError(f"--dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
-        for option, value in (("--corpus-embeddings", self.corpus_embeddings),
-                              ("--query-embeddings", self.query_embeddings), ("--load-index", self.load_index)):
+        for flag, value in (("--corpus-embeddings", self.corpus_embeddings),
+                            ("--query-embeddings", self.query_embeddings), ("--load-index", self.load_index)):
             if value and not Path(value).is_file():
-                raise InputError(f"{option} {value}: {'is a directory' if Path(value).is_dir() else 'not found'}")
+                raise InputError(f"{flag} {value}: {'is a directory' if Path(value).is_dir() else 'not found'}")
         if self.save_index:
             from hnmine.io.writers import check_writable_target
 
@@ -362,4 +351,4 @@ class DenseRetriever(EncoderSettings):
         candidates = topk_to_table(batch.queries, idx, scores, self.kind)
         pos = batch.positives
         pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())
-        return batch.with_scored(candidates, set_column(pos, "score", pos_scores, pa.float32()))
+        return batch.with_scored(candidates, set_column(pos, SCORE, pos_scores, pa.float32()))

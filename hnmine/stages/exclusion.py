@@ -15,13 +15,15 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, rank_within_query, set_column
+from hnmine.stage import Phase, Stage
 
 
 @dataclass
-class PositiveExcluder:
+class PositiveExcluder(Stage):
     """Drops positives (by id and by normalised text) and the query's own text; re-ranks the rest 1..n."""
 
     kind: ClassVar[str] = "exclude_positives"
+    phase: ClassVar[Phase] = Phase.EXCLUDE
     by_text: bool = True
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:

@@ -46,6 +46,7 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch
 from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage
 
 
 def query_spread(scores: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,10 +96,11 @@ def false_negative_mask(scores: np.ndarray, lowest_positive: np.ndarray, max_sco
 
 
 @dataclass
-class FalseNegativeFilter:
+class FalseNegativeFilter(Stage):
     """Applies the rules above to ``score_column`` (default: ``ce_score`` if present, else ``score``)."""
 
     kind: ClassVar[str] = "false_negative_filter"
+    phase: ClassVar[Phase] = Phase.FILTER
     max_score: float | None = None
     margin: float | None = None
     max_ratio: float | None = None

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column, sort_candidates
 from hnmine.data import MiningData
-from hnmine.errors import MAX_SEED, check_int
+from hnmine.stage import Phase, Stage, num_negatives_option, seed_option
 
 FILL_RETRIEVER = "random"
 
@@ -59,16 +59,14 @@ def draw_fill(rng: np.random.Generator, data: MiningData, query_idx: int, taken:
 
 
 @dataclass
-class RandomFill:
+class RandomFill(Stage):
     """Tops each query of the batch up to ``num_negatives`` candidates; adds a boolean column ``filled``."""
 
     kind: ClassVar[str] = "fill_random"
-    num_negatives: int = 5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
-        check_int("--seed", self.seed, 0, MAX_SEED)
+    phase: ClassVar[Phase] = Phase.FILL
+    needs: ClassVar[tuple[str, ...]] = ("select",)  # it tops queries up to the select stage's count
+    num_negatives: int = num_negatives_option()
+    seed: int = seed_option()
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         table = batch.candidates

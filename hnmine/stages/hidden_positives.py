@@ -16,6 +16,7 @@ import numpy as np
 
 from hnmine.candidates import CandidateBatch
 from hnmine.data import MiningData
+from hnmine.stage import Stage
 
 
 def hide_positives(data: MiningData, fraction: float, seed: int = 0) -> tuple[MiningData, set[tuple[int, int]]]:
@@ -42,7 +43,7 @@ def hide_positives(data: MiningData, fraction: float, seed: int = 0) -> tuple[Mi
 
 
 @dataclass
-class HiddenPositiveProbe:
+class HiddenPositiveProbe(Stage, register=False):
     """Counts hidden positives among the candidates at this point of the pipeline; changes nothing."""
 
     kind: ClassVar[str] = "hidden_positive_probe"

@@ -13,15 +13,17 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine.candidates import CANDIDATE_SCHEMA, CandidateBatch, set_column
+from hnmine.candidates import BM25_SCORE, CANDIDATE_SCHEMA, RRF_SCORE, SCORE, CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.errors import MAX_RANK, check_float, check_int
+from hnmine.stage import Phase, Stage, option, top_k_option
 from hnmine.stages.bm25 import BM25Retriever
 from hnmine.stages.dense import DenseRetriever
 
+RRF_K = 60.0  # Cormack et al.'s constant in 1 / (k + rank)
+
 
 def reciprocal_rank_fusion(query_idx: np.ndarray, doc_idx: np.ndarray, rank: np.ndarray,
-                           k: float = 60.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           k: float = RRF_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum of 1 / (k + rank) over the lists a (query, doc) pair appears in.
 
     Returns unique (query, doc) pairs and their fused score. Pure, so it is tested on its own.
@@ -34,18 +36,16 @@ def reciprocal_rank_fusion(query_idx: np.ndarray, doc_idx: np.ndarray, rank: np.
 
 
 @dataclass
-class HybridRetriever:
+class HybridRetriever(Stage):
     """Union of both candidate lists, ranked by RRF, cut to ``top_k``."""
 
     kind: ClassVar[str] = "hybrid"
-    top_k: int = 100
-    rrf_k: float = 60.0
+    phase: ClassVar[Phase] = Phase.RETRIEVE
+    adds_columns: ClassVar[tuple[str, ...]] = (BM25_SCORE, RRF_SCORE)
+    top_k: int = top_k_option()
+    rrf_k: float = option(RRF_K, flag="--rrf-k", minimum=0)
     bm25: BM25Retriever = field(default_factory=BM25Retriever)
     dense: DenseRetriever = field(default_factory=DenseRetriever)
-
-    def __post_init__(self) -> None:
-        check_int("--top-k", self.top_k, 1, MAX_RANK)
-        check_float("--rrf-k", self.rrf_k, minimum=0)
 
     def prepare(self, data: MiningData) -> None:
         self.bm25.prepare(data)
@@ -69,13 +69,13 @@ class HybridRetriever:
             "query_idx": pa.array(uq, pa.int32()),
             "doc_idx": pa.array(ud, pa.int32()),
             "rank": pa.array(rank, pa.int32()),
-            "score": pa.array(cosine, pa.float32()),
+            SCORE: pa.array(cosine, pa.float32()),
             "retriever": pa.array([self.kind] * len(uq), pa.string()),
         }, schema=CANDIDATE_SCHEMA)
-        candidates = set_column(candidates, "bm25_score", self.bm25.score_pairs(uq, ud), pa.float32())
-        candidates = set_column(candidates, "rrf_score", fused, pa.float32())
+        candidates = set_column(candidates, BM25_SCORE, self.bm25.score_pairs(uq, ud), pa.float32())
+        candidates = set_column(candidates, RRF_SCORE, fused, pa.float32())
         pos = batch.positives
         pq, pd = pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy()
-        pos = set_column(pos, "score", self.dense.score_pairs(pq, pd), pa.float32())
-        pos = set_column(pos, "bm25_score", self.bm25.score_pairs(pq, pd), pa.float32())
+        pos = set_column(pos, SCORE, self.dense.score_pairs(pq, pd), pa.float32())
+        pos = set_column(pos, BM25_SCORE, self.bm25.score_pairs(pq, pd), pa.float32())
         return batch.with_scored(candidates, pos)

@@ -22,20 +22,18 @@ import numpy as np
 import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import MAX_SEED, check_int
+from hnmine.errors import MAX_RANK
+from hnmine.stage import Phase, Stage, option, seed_option
 
 
 @dataclass
-class PositivesPerQuery:
+class PositivesPerQuery(Stage):
     """Keeps at most ``max_positives`` rows per query in ``batch.positives``."""
 
     kind: ClassVar[str] = "positives_per_query"
-    max_positives: int = 1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("--positives-per-query", self.max_positives, 1)
-        check_int("--seed", self.seed, 0, MAX_SEED)
+    phase: ClassVar[Phase] = Phase.FILTER
+    max_positives: int = option(1, flag="--positives-per-query", minimum=1, maximum=MAX_RANK)
+    seed: int = seed_option()
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         positives = batch.positives

@@ -13,12 +13,13 @@ from typing import ClassVar
 import numpy as np
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import MAX_SEED, InputError, check_float, check_int
+from hnmine.stage import Phase, Stage, num_negatives_option, option, seed_option
 
 STRATEGIES = ("top", "random", "simans")
+SIMANS_A, SIMANS_B = 0.5, 0.0  # the SimANS paper's defaults
 
 
-def simans_weights(scores: np.ndarray, positive: float, a: float = 0.5, b: float = 0.0) -> np.ndarray:
+def simans_weights(scores: np.ndarray, positive: float, a: float = SIMANS_A, b: float = SIMANS_B) -> np.ndarray:
     """Unnormalised SimANS probabilities ``exp(-a * (s_neg - s_pos - b)^2)``.
 
     The paper's sign of ``b``: ``b > 0`` centres the sampling *above* the positive. (The authors' code
@@ -37,22 +38,15 @@ def sample_without_replacement(rng: np.random.Generator, weights: np.ndarray, n:
 
 
 @dataclass
-class NegativeSelector:
+class NegativeSelector(Stage):
     kind: ClassVar[str] = "select"
-    num_negatives: int = 5
-    strategy: str = "top"
-    seed: int = 0
-    simans_a: float = 0.5
-    simans_b: float = 0.0
+    phase: ClassVar[Phase] = Phase.SELECT
+    num_negatives: int = num_negatives_option()
+    strategy: str = option("top", flag="--sampling", choices=STRATEGIES)
+    seed: int = seed_option()
+    simans_a: float = option(SIMANS_A, flag="--simans-a", minimum=0)
+    simans_b: float = option(SIMANS_B, flag="--simans-b")
     score_column: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise InputError(f"--sampling {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
-        check_int("--num-negatives", self.num_negatives, 1, 1_000_000)
-        check_int("--seed", self.seed, 0, MAX_SEED)
-        check_float("--simans-a", self.simans_a, minimum=0)
-        check_float("--simans-b", self.simans_b)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         table = batch.candidates

@@ -31,7 +31,8 @@ import pyarrow as pa
 
 from hnmine.candidates import CandidateBatch, set_column
 from hnmine.data import MiningData
-from hnmine.errors import InputError
+from hnmine.errors import MAX_RANK, InputError
+from hnmine.stage import Phase, Stage, option
 from hnmine.stages.bm25 import BM25Retriever
 from hnmine.stages.dense import DenseRetriever
 
@@ -74,7 +75,7 @@ def sibling_mask(query_idx: np.ndarray, rank: np.ndarray, positive_cosine: np.nd
 
 
 @dataclass
-class SiblingFilter:
+class SiblingFilter(Stage):
     """Drops candidates close to the query's known positive (per-query percentile) or in BM25's top list.
 
     ``dense`` and ``bm25`` are the pipeline's own retrievers when it has them, so nothing is encoded or
@@ -82,19 +83,17 @@ class SiblingFilter:
     """
 
     kind: ClassVar[str] = "sibling_filter"
+    phase: ClassVar[Phase] = Phase.FILTER
     percentile: float | None = 60.0
-    pool: int = 100
-    lexical_top: int | None = 100
+    pool: int = option(100, flag="--sibling-pool", minimum=1, maximum=MAX_RANK)
+    lexical_top: int | None = option(100, flag="--lexical-top", minimum=1, maximum=MAX_RANK)
     dense: DenseRetriever = field(default_factory=DenseRetriever)
     bm25: BM25Retriever = field(default_factory=BM25Retriever)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.percentile is not None and (math.isnan(self.percentile) or not 0 < self.percentile <= 100):
             raise InputError(f"--sibling-percentile must be in (0, 100], got {self.percentile}")
-        if self.pool < 1:
-            raise InputError(f"--sibling-pool must be >= 1, got {self.pool}")
-        if self.lexical_top is not None and self.lexical_top < 1:
-            raise InputError(f"--lexical-top must be >= 1, got {self.lexical_top}")
 
     def prepare(self, data: MiningData) -> None:
         if self.percentile is not None:

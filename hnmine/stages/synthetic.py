@@ -31,13 +31,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from hnmine.candidates import CandidateBatch, set_column, sort_candidates
+from hnmine.candidates import CE_SCORE, TEACHER_COSINE, CandidateBatch, set_column, sort_candidates
 from hnmine.data import MiningData, normalize_text, text_key
-from hnmine.engines.encoder import Encoder, EncoderSettings, primary_device
+from hnmine.engines.encoder import DEFAULT_MODEL, Encoder, EncoderSettings, primary_device
 from hnmine.errors import InputError
 from hnmine.generators import GenerationError, GenerationRequest, Generator, Sampling, build_generator
 from hnmine.generators.cache import GenerationCache, generation_key
 from hnmine.generators.prompts import clean_answer, load_template, render
+from hnmine.stage import Phase, Stage, num_negatives_option, seed_option
 from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
 
 SYNTHETIC = "synthetic"
@@ -64,10 +65,12 @@ def request_seed(seed: int, prompt: str, sample: int) -> int:
 
 
 @dataclass
-class SyntheticNegatives(EncoderSettings):
+class SyntheticNegatives(EncoderSettings, Stage):
     """Generate, verify and mix in synthetic negatives; ``model`` (inherited) is the mining model."""
 
     kind: ClassVar[str] = "synthetic_negatives"
+    # It mixes generated rows into the selected ones, so it stands where fill does.
+    phase: ClassVar[Phase] = Phase.FILL
     generator: str = ""
     generator_url: str | None = None
     prompt_template: str = "qa"
@@ -76,20 +79,20 @@ class SyntheticNegatives(EncoderSettings):
     temperature: float = 0.8
     top_p: float = 0.95
     max_new_tokens: int = 256
-    seed: int = 0
+    seed: int = seed_option()
     generator_batch_size: int = 8
     concurrency: int = 4
     timeout: float = 60.0
     max_retries: int = 3
     max_passage_chars: int = 2000
-    scorer: str = "bi-encoder:all-MiniLM-L6-v2"
+    scorer: str = f"bi-encoder:{DEFAULT_MODEL}"
     max_score: float | None = None
     margin: float | None = None
     max_ratio: float | None = 0.95
     min_similarity: float | None = 0.3
     max_overlap: float = 0.8
     corpus_neighbours: int = 3
-    num_negatives: int = 5
+    num_negatives: int = num_negatives_option()
     synthetic_ratio: float = 0.5
     counts: dict[str, int] = field(default_factory=dict, init=False, metadata={"config": False})
     _data: MiningData | None = field(default=None, init=False, repr=False)
@@ -103,9 +106,10 @@ class SyntheticNegatives(EncoderSettings):
     def __post_init__(self) -> None:
         from hnmine.recipe import parse_scorer
 
+        super().__post_init__()
         if not 0 <= self.synthetic_ratio <= 1:
             raise InputError(f"--synthetic-ratio must be in [0, 1], got {self.synthetic_ratio}")
-        for name in ("num_candidates", "positives_per_query", "num_negatives", "max_passage_chars"):
+        for name in ("num_candidates", "positives_per_query", "max_passage_chars"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.max_overlap <= 1:
@@ -126,7 +130,7 @@ class SyntheticNegatives(EncoderSettings):
 
     @property
     def teacher_column(self) -> str:
-        return "ce_score" if self._teacher_kind == "cross-encoder" else "teacher_cosine"
+        return CE_SCORE if self._teacher_kind == "cross-encoder" else TEACHER_COSINE
 
     def build_generator(self) -> Generator:
         if self._generator is None:

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hnmine.candidates import CandidateBatch, set_column
-from hnmine.errors import InputError, check_float
+from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage, option
 
 TIER_MODES = ("rank", "gap")
 TIERS = ("hard", "medium", "easy")
@@ -50,25 +51,23 @@ def tier_labels(values: np.ndarray, hard: float, medium: float) -> list[str | No
 
 
 @dataclass
-class DifficultyTiers:
+class DifficultyTiers(Stage):
     """Adds a string column ``tier`` to the candidates; ``None`` bounds take the defaults of ``by``."""
 
     kind: ClassVar[str] = "tiers"
-    by: str = "rank"
-    hard: float | None = None
-    medium: float | None = None
+    phase: ClassVar[Phase] = Phase.LABEL
+    by: str = option("rank", flag="--tiers", choices=TIER_MODES)
+    hard: float | None = option(None, flag="--tier-hard")
+    medium: float | None = option(None, flag="--tier-medium")
     score_column: str | None = None
 
     def __post_init__(self) -> None:
-        if self.by not in TIER_MODES:
-            raise InputError(f"--tiers {self.by!r}: expected one of {', '.join(TIER_MODES)}")
+        super().__post_init__()
         default_hard, default_medium = DEFAULT_BOUNDS[self.by]
         if self.hard is None:
             self.hard = default_hard
         if self.medium is None:
             self.medium = default_medium
-        check_float("--tier-hard", self.hard)
-        check_float("--tier-medium", self.medium)
         if not self.hard < self.medium:
             raise InputError(f"tier bounds: hard ({self.hard}) must be smaller than medium ({self.medium})")
 

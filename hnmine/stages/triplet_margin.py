@@ -30,7 +30,8 @@ from typing import ClassVar
 import numpy as np
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import InputError, check_float
+from hnmine.errors import InputError
+from hnmine.stage import Phase, Stage, option
 
 TRIPLET_TYPES = ("all", "hard", "semihard", "easy")
 
@@ -52,18 +53,17 @@ def triplet_margin_mask(scores: np.ndarray, positive: np.ndarray, triplet_type: 
 
 
 @dataclass
-class TripletMarginFilter:
+class TripletMarginFilter(Stage):
     """Keeps the ``triplet_type`` candidates of ``score_column`` (default: ``ce_score`` if present, else ``score``)."""
 
     kind: ClassVar[str] = "triplet_margin"
-    triplet_type: str = "all"
-    margin: float = 0.2
+    phase: ClassVar[Phase] = Phase.FILTER
+    triplet_type: str = option("all", flag="--triplet-type", choices=TRIPLET_TYPES)
+    margin: float = option(0.2, flag="--triplet-margin", minimum=0)
     score_column: str | None = None
 
     def __post_init__(self) -> None:
-        if self.triplet_type not in TRIPLET_TYPES:
-            raise InputError(f"--triplet-type {self.triplet_type!r}: expected one of {', '.join(TRIPLET_TYPES)}")
-        check_float("--triplet-margin", self.margin, minimum=0)
+        super().__post_init__()
         if self.triplet_type == "semihard" and self.margin == 0:
             raise InputError("--triplet-type semihard needs --triplet-margin > 0 (0 < p - s <= 0 is empty)")
 

@@ -14,19 +14,19 @@ from typing import ClassVar
 import pyarrow.compute as pc
 
 from hnmine.candidates import CandidateBatch
-from hnmine.errors import MAX_RANK, InputError, check_int
+from hnmine.errors import MAX_RANK, InputError
+from hnmine.stage import Phase, Stage, option
 
 
 @dataclass
-class RankWindow:
+class RankWindow(Stage):
     kind: ClassVar[str] = "rank_window"
-    range_min: int = 0
-    range_max: int | None = None
+    phase: ClassVar[Phase] = Phase.FILTER
+    range_min: int = option(0, minimum=0, maximum=MAX_RANK)
+    range_max: int | None = option(None, minimum=1, maximum=MAX_RANK)
 
     def __post_init__(self) -> None:
-        check_int("--range-min", self.range_min, 0, MAX_RANK)
-        if self.range_max is not None:
-            check_int("--range-max", self.range_max, 1, MAX_RANK)
+        super().__post_init__()
         if self.range_max is not None and self.range_max <= self.range_min:
             raise InputError(
                 f"--range-min ({self.range_min}) must be smaller than --range-max ({self.range_max})"

@@ -1,0 +1,183 @@
+"""One registry filled by the stage classes themselves; each option declared once, with its range, on its stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+import pytest
+
+import hnmine.stages
+from hnmine.candidates import CandidateBatch
+from hnmine.config import check_composition, load_pipeline, pipeline_to_toml
+from hnmine.data import MiningData
+from hnmine.errors import InputError
+from hnmine.io.writers import labeled_pair_table, triplet_table
+from hnmine.pipeline import Pipeline
+from hnmine.stage import Check, Phase, Stage, score_columns, stage_kinds
+from hnmine.stages.bm25 import BM25Retriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.selection import NegativeSelector
+
+KNOWN = {"bm25", "dense", "hybrid", "exclude_positives", "rank_window", "cross_encoder_score", "cross_encoder_denoise",
+         "bi_encoder_denoise", "false_negative_filter", "ambiguous_zone", "select", "triplet_margin", "tiers",
+         "fill_random", "positives_per_query", "query_clusters", "sibling_filter", "synthetic_negatives"}
+
+# A whole stage in one file: a filter that adds its own score column and drops candidates below a threshold.
+TOY_STAGE = '''
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hnmine.candidates import set_column
+from hnmine.stage import Phase, Stage, option
+
+
+@dataclass
+class DocLengthFilter(Stage):
+    """Keeps candidates whose passage has at least ``min_words`` words; adds ``doc_words`` as a score."""
+
+    kind: ClassVar[str] = "doc_length_filter"
+    phase: ClassVar[Phase] = Phase.FILTER
+    adds_columns: ClassVar[tuple[str, ...]] = ("doc_words",)
+    min_words: int = option(1, minimum=1, maximum=10_000)
+
+    def _words(self, batch, table):
+        return [float(len(batch.data.doc_texts[d].split())) for d in table.column("doc_idx").to_pylist()]
+
+    def apply(self, batch):
+        cand = set_column(batch.candidates, "doc_words", self._words(batch, batch.candidates), pa.float32())
+        pos = set_column(batch.positives, "doc_words", self._words(batch, batch.positives), pa.float32())
+        batch = batch.with_scored(cand, pos)
+        return batch.keep(pc.greater_equal(cand.column("doc_words"), self.min_words))
+'''
+
+
+@pytest.fixture
+def toy_stage(tmp_path, monkeypatch):
+    """A new file in hnmine/stages/ (here: a folder added to the package's path); nothing else is edited."""
+    folder = tmp_path / "more_stages"
+    folder.mkdir()
+    (folder / "doc_length.py").write_text(TOY_STAGE)
+    monkeypatch.setattr(hnmine.stages, "__path__", [*hnmine.stages.__path__, str(folder)])
+    monkeypatch.setattr("hnmine.stage._KINDS", dict(stage_kinds()))  # the new class leaves with the test
+    monkeypatch.delitem(sys.modules, "hnmine.stages.doc_length", raising=False)
+    yield stage_kinds()["doc_length_filter"]
+    sys.modules.pop("hnmine.stages.doc_length", None)
+
+
+def small_data() -> MiningData:
+    docs = ["a b c d e", "a b", "a b c", "b c d e f g", "c d", "x y z w", "q"]
+    return MiningData.from_pairs(["q0", "q1"], ["a b c", "c d e"], [f"d{i}" for i in range(len(docs))], docs,
+                                 [(0, 0), (1, 3)])
+
+
+def test_every_stage_module_registers_its_classes():
+    kinds = stage_kinds()
+    assert set(kinds) >= KNOWN
+    for kind, cls in kinds.items():
+        assert cls.kind == kind and issubclass(cls, Stage) and isinstance(cls.phase, Phase)
+        assert cls.__module__.startswith("hnmine.stages."), cls
+
+
+def test_a_kind_defined_twice_is_refused(monkeypatch):
+    monkeypatch.setattr("hnmine.stage._KINDS", dict(stage_kinds()))
+    with pytest.raises(TypeError, match="defined twice"):
+        type("AnotherSelect", (Stage,), {"kind": "select", "phase": Phase.SELECT})
+    with pytest.raises(TypeError, match="needs a phase"):
+        type("Placeless", (Stage,), {"kind": "placeless"})
+
+
+def test_a_new_stage_file_reaches_registry_toml_order_and_outputs(toy_stage, tmp_path):
+    """Adding a stage = one new file: pipeline files name it, the order check places it, outputs write its score."""
+    toy = toy_stage(min_words=2)
+    pipeline = Pipeline([BM25Retriever(top_k=5), PositiveExcluder(), toy, NegativeSelector(num_negatives=2)],
+                        chunk_size=1)
+    path = tmp_path / "p.toml"
+    path.write_text(pipeline_to_toml(pipeline))
+    assert 'kind = "doc_length_filter"' in path.read_text() and "min_words = 2" in path.read_text()
+    loaded = load_pipeline(path)
+    assert loaded.stages[2] == toy
+    # Its phase places it: a filter after select is refused, like any built-in filter.
+    with pytest.raises(InputError, match="comes after 'select'"):
+        check_composition([BM25Retriever(), PositiveExcluder(), NegativeSelector(), toy], "p")
+    # Its declared range is checked, in Python and in pipeline files alike.
+    with pytest.raises(InputError, match="--min-words must be >= 1"):
+        toy_stage(min_words=0)
+    path.write_text(path.read_text().replace("min_words = 2", "min_words = 0"))
+    with pytest.raises(InputError, match="--min-words must be >= 1"):
+        load_pipeline(path)
+    # The score column it adds is written by every layout, after the built-in ones.
+    assert score_columns()[-1] == "doc_words"
+    data = small_data()
+    batches = list(loaded.run(data))
+    table = triplet_table(batches[0])
+    assert "negative_doc_words" in table.column_names and "positive_doc_words" in table.column_names
+    assert all(w >= 2 for w in table.column("negative_doc_words").to_pylist())
+    assert "doc_words" in labeled_pair_table(batches[0]).column_names
+    # A stage that reads it is accepted only after the stage that adds it.
+    reader = NegativeSelector(score_column="doc_words")
+    check_composition([BM25Retriever(), PositiveExcluder(), toy, reader], "p")
+    with pytest.raises(InputError, match="reads score_column 'doc_words', which only doc_length_filter adds"):
+        check_composition([BM25Retriever(), PositiveExcluder(), reader], "p")
+
+
+def _bad_values(check: Check, hint_is_int: bool) -> list[Any]:
+    if check.choices is not None:
+        return ["no-such-choice"]
+    bad: list[Any] = []
+    if check.minimum is not None:
+        bad.append(int(check.minimum) - 1 if hint_is_int else check.minimum - 1.0)
+    if check.maximum is not None:
+        bad.append(int(check.maximum) + 1 if hint_is_int else check.maximum + 1.0)
+    if check.above is not None:
+        bad.append(check.above)
+    return bad or ([] if hint_is_int else [float("nan")])
+
+
+REQUIRED = {"bi_encoder_denoise": {"model": "teacher"}}
+
+
+def test_every_declared_range_is_enforced_by_its_stage():
+    """A stage whose own __post_init__ forgot super() would skip its declared checks: every one is tried."""
+    from hnmine.stage import _hints, _number_kind
+
+    tried = 0
+    for kind, cls in stage_kinds().items():
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            check = f.metadata.get("check")
+            if check is None or not f.init:
+                continue
+            for value in _bad_values(check, _number_kind(hints[f.name]) is int):
+                label = check.flag or "--" + f.name.replace("_", "-")
+                with pytest.raises(InputError, match=label):
+                    cls(**{**REQUIRED.get(kind, {}), f.name: value})
+                tried += 1
+    assert tried >= 30
+
+
+def test_stage_defaults_for_a_plain_stage():
+    """What the base offers, so no caller asks whether a stage has it."""
+    stage = PositiveExcluder()
+    assert stage.notes() == {} and stage.take_chunk_counters() == {} and stage.parts() == []
+    assert stage.pairs_scored is None and stage.score_column is None and stage.adds_columns == ()
+    stage.prepare(small_data())  # nothing to set up
+    hybrid = stage_kinds()["hybrid"]()
+    assert [type(p).__name__ for p in hybrid.parts()] == ["BM25Retriever", "DenseRetriever"]
+
+
+def test_a_pipeline_refuses_what_is_not_a_stage():
+    class Duck:
+        kind = "duck"
+
+        def apply(self, batch: CandidateBatch) -> CandidateBatch:
+            return batch
+
+    with pytest.raises(TypeError, match="not a stage"):
+        Pipeline([Duck()])
+
+
