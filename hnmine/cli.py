@@ -33,11 +33,12 @@ from hnmine.io.writers import (
     write_json_atomic,
 )
 from hnmine.jobs.checkpoint import ChunkCheckpoint, OutputLock, run_fingerprint
+from hnmine.jobs.train_denoiser import DenoiserTraining
 from hnmine.pipeline import MiningReport, Pipeline
 from hnmine.recipe import MineOptions, build_denoiser, build_pipeline
 from hnmine.stage import stage_options
 from hnmine.stages.ambiguous import parse_zone
-from hnmine.stages.cross_encoder import CrossEncoderDenoiser
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
 from hnmine.stages.dense import DenseRetriever
 from hnmine.stages.exclusion import PositiveExcluder
 from hnmine.stages.hidden_positives import hide_positives, with_probes
@@ -62,6 +63,14 @@ DENOISE = "False-negative filtering"
 SELECT = "Zone and selection"
 OUTPUT = "Output"
 STRATEGY = "Strategies (metric learning, curriculum, topics)"
+
+# Each option's default is the dataclass field it sets, defined there once (tests/test_registry.py checks them all).
+MINE = MineOptions()
+ENCODER = MINE.dense
+COLUMN_NAMES = ColumnNames()
+TRIPLET_COLUMNS = TripletColumns()
+TEACHER = CrossEncoderScorer()
+TRAINING = DenoiserTraining()
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -209,16 +218,18 @@ def mine(
     strict: Annotated[bool, typer.Option(help="Fail, instead of warn and skip, on queries with no positive.",
                                          rich_help_panel=INPUT)] = False,
     query_id_column: Annotated[str, typer.Option(help="Query id column (queries and qrels).",
-                                                 rich_help_panel=COLUMNS)] = "query_id",
+                                                 rich_help_panel=COLUMNS)] = COLUMN_NAMES.query_id,
     query_column: Annotated[str, typer.Option(help="Query text column (queries; anchor alias in pairs).",
-                                              rich_help_panel=COLUMNS)] = "query",
+                                              rich_help_panel=COLUMNS)] = COLUMN_NAMES.query,
     doc_id_column: Annotated[str, typer.Option(help="Document id column (corpus and qrels).",
-                                               rich_help_panel=COLUMNS)] = "doc_id",
-    text_column: Annotated[str, typer.Option(help="Document text column.", rich_help_panel=COLUMNS)] = "text",
-    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "title",
-    qrels_score_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = "score",
+                                               rich_help_panel=COLUMNS)] = COLUMN_NAMES.doc_id,
+    text_column: Annotated[str, typer.Option(
+        help="Document text column.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.text,
+    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.title,
+    qrels_score_column: Annotated[str, typer.Option(
+        help="Used if present.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.qrels_score,
     positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
-                                                 rich_help_panel=COLUMNS)] = "positive",
+                                                 rich_help_panel=COLUMNS)] = COLUMN_NAMES.pairs_positive,
     output: Annotated[Path | None, typer.Option(
         help="Output file (Parquet; jsonl for flagembedding and tevatron). Required.",
         rich_help_panel=OUTPUT)] = None,
@@ -240,39 +251,40 @@ def mine(
     print_config: Annotated[bool, typer.Option(help="Print the effective pipeline as TOML and exit.",
                                                rich_help_panel=OUTPUT)] = False,
     chunk_size: Annotated[int, typer.Option(help="Queries per chunk; bounds memory.",
-                                            rich_help_panel=OUTPUT)] = 256,
+                                            rich_help_panel=OUTPUT)] = MINE.chunk_size,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)] = False,
     resume: Annotated[bool, typer.Option(
         help="Keep finished chunks in .OUTPUT.partial/ so an interrupted run continues where it stopped (same "
              "inputs and options); --no-resume starts over.", rich_help_panel=OUTPUT)] = True,
     retriever: Annotated[str, typer.Option(help="Candidate source: bm25 | dense | hybrid (RRF of both).",
-                                           rich_help_panel=RETRIEVAL)] = "dense",
-    num_negatives: Annotated[int, typer.Option(help="Negatives per query.", rich_help_panel=RETRIEVAL)] = 5,
+                                           rich_help_panel=RETRIEVAL)] = MINE.retriever,
+    num_negatives: Annotated[int, typer.Option(
+        help="Negatives per query.", rich_help_panel=RETRIEVAL)] = MINE.num_negatives,
     range_min: Annotated[int, typer.Option(
         help="Skip the top N non-positive candidates (false-negative guard). On NFCorpus dev with one known positive "
              "per query, dense ranks 11-50 emit 13.1 % false negatives (mean rank 13), ranks 1-50 27.8 % "
              "(mean rank 3), 31-100 7.0 % (mean rank 33); --sibling-percentile halves the first at the same "
-             "hardness.", rich_help_panel=RETRIEVAL)] = 10,
+             "hardness.", rich_help_panel=RETRIEVAL)] = MINE.range_min,
     range_max: Annotated[int, typer.Option(help="Consider candidates up to this rank (non-positives).",
-                                           rich_help_panel=RETRIEVAL)] = 50,
+                                           rich_help_panel=RETRIEVAL)] = MINE.range_max,
     top_k: Annotated[int | None, typer.Option(
         help="Candidates retrieved per query. Default: range-max + the most positives any query has + 1.",
         rich_help_panel=RETRIEVAL)] = None,
-    bm25_k1: Annotated[float, typer.Option(help="BM25 k1.", rich_help_panel=RETRIEVAL)] = 1.5,
-    bm25_b: Annotated[float, typer.Option(help="BM25 b.", rich_help_panel=RETRIEVAL)] = 0.75,
+    bm25_k1: Annotated[float, typer.Option(help="BM25 k1.", rich_help_panel=RETRIEVAL)] = MINE.bm25_k1,
+    bm25_b: Annotated[float, typer.Option(help="BM25 b.", rich_help_panel=RETRIEVAL)] = MINE.bm25_b,
     stopwords: Annotated[bool, typer.Option(help="Remove English stopwords before BM25.",
-                                            rich_help_panel=RETRIEVAL)] = False,
+                                            rich_help_panel=RETRIEVAL)] = MINE.stopwords,
     bm25_backend: Annotated[str, typer.Option(
-        help="sparse (fast, same scores) | rank-bm25 (the reference).", rich_help_panel=RETRIEVAL)] = "sparse",
+        help="sparse (fast, same scores) | rank-bm25 (the reference).", rich_help_panel=RETRIEVAL)] = MINE.bm25_backend,
     rrf_k: Annotated[float, typer.Option(help="Hybrid: RRF constant k in 1/(k+rank).",
-                                         rich_help_panel=RETRIEVAL)] = 60.0,
+                                         rich_help_panel=RETRIEVAL)] = MINE.rrf_k,
     model: Annotated[str, typer.Option(
         help="SentenceTransformer name or local path. The default is bundled (no download).",
-        rich_help_panel=DENSE)] = "all-MiniLM-L6-v2",
+        rich_help_panel=DENSE)] = ENCODER.model,
     query_prompt: Annotated[str, typer.Option(help="Prefix for queries, e.g. 'query: ' (e5/bge).",
-                                              rich_help_panel=DENSE)] = "",
+                                              rich_help_panel=DENSE)] = ENCODER.query_prompt,
     corpus_prompt: Annotated[str, typer.Option(help="Prefix for passages, e.g. 'passage: '.",
-                                               rich_help_panel=DENSE)] = "",
+                                               rich_help_panel=DENSE)] = ENCODER.corpus_prompt,
     query_prompt_name: Annotated[str | None, typer.Option(
         help="A prompt of the model's own (its 'prompts' config, e.g. 'query') for queries, instead of "
              "--query-prompt. Default: none.", rich_help_panel=DENSE)] = None,
@@ -282,7 +294,7 @@ def mine(
     max_seq_length: Annotated[int | None, typer.Option(
         help="Tokens per text the encoder reads (longer texts are truncated; the summary counts them). "
              "Default: the model's own max_seq_length.", rich_help_panel=DENSE)] = None,
-    batch_size: Annotated[int, typer.Option(help="Encoding batch size.", rich_help_panel=DENSE)] = 32,
+    batch_size: Annotated[int, typer.Option(help="Encoding batch size.", rich_help_panel=DENSE)] = ENCODER.batch_size,
     device: Annotated[str | None, typer.Option(
         help="cpu, cuda, cuda:1, mps; a comma-separated list (cuda:0,cuda:1 or cpu,cpu) encodes with one "
              "process per entry (sentence-transformers' multi-process pool). Default: best available.",
@@ -291,10 +303,11 @@ def mine(
         help="Encoder precision: auto | float32 | bfloat16 | float16. Reduced precision applies to the linear "
              "layers only (LayerNorm, residuals, pooling and, on CPU, attention stay float32). auto = bfloat16 "
              "on GPUs and on CPUs with native bf16 (avx512_bf16/amx), float32 elsewhere. Default: auto.",
-        rich_help_panel=DENSE)] = "auto",
+        rich_help_panel=DENSE)] = ENCODER.dtype,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Embedding cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.", rich_help_panel=DENSE)] = None,
-    cache: Annotated[bool, typer.Option(help="Reuse and store embeddings on disk.", rich_help_panel=DENSE)] = True,
+    cache: Annotated[bool, typer.Option(
+        help="Reuse and store embeddings on disk.", rich_help_panel=DENSE)] = ENCODER.use_cache,
     corpus_embeddings: Annotated[Path | None, typer.Option(
         help="Precomputed corpus embeddings instead of encoding: .npy in corpus row order, or Parquet with "
              "doc_id + embedding (list) columns. Default: none (encode).", rich_help_panel=DENSE)] = None,
@@ -303,12 +316,14 @@ def mine(
              "Default: none (encode).", rich_help_panel=DENSE)] = None,
     index: Annotated[str, typer.Option(
         help="FAISS index: flat (exact) | ivf | hnsw (approximate, for millions of passages).",
-        rich_help_panel=DENSE)] = "flat",
+        rich_help_panel=DENSE)] = ENCODER.index,
     ivf_nlist: Annotated[int | None, typer.Option(help="IVF lists. Default: about 4 x sqrt(corpus size).",
                                                   rich_help_panel=DENSE)] = None,
-    ivf_nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.", rich_help_panel=DENSE)] = 16,
-    hnsw_m: Annotated[int, typer.Option(help="HNSW neighbours per node.", rich_help_panel=DENSE)] = 32,
-    hnsw_ef_search: Annotated[int, typer.Option(help="HNSW search depth.", rich_help_panel=DENSE)] = 128,
+    ivf_nprobe: Annotated[int, typer.Option(
+        help="IVF lists probed per query.", rich_help_panel=DENSE)] = ENCODER.ivf_nprobe,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW neighbours per node.", rich_help_panel=DENSE)] = ENCODER.hnsw_m,
+    hnsw_ef_search: Annotated[int, typer.Option(
+        help="HNSW search depth.", rich_help_panel=DENSE)] = ENCODER.hnsw_ef_search,
     save_index: Annotated[Path | None, typer.Option(help="Write the FAISS index here. Default: none.",
                                                     rich_help_panel=DENSE)] = None,
     load_index: Annotated[Path | None, typer.Option(
@@ -345,7 +360,7 @@ def mine(
         rich_help_panel=DENOISE)] = None,
     sibling_pool: Annotated[int, typer.Option(
         help="Candidates (by rank) the --sibling-percentile threshold is computed over.",
-        rich_help_panel=DENOISE)] = 100,
+        rich_help_panel=DENOISE)] = MINE.sibling_pool,
     lexical_top: Annotated[int | None, typer.Option(
         help="Retriever agreement: drop candidates that BM25 also ranks in its top N for the query (they are "
              "relevant 3-4x as often as dense-only ones on NFCorpus dev). Default: off.",
@@ -353,7 +368,7 @@ def mine(
     relabel_false_negatives: Annotated[bool, typer.Option(
         help="RLHN: write the candidates the false-negative rules remove as extra positives of their query, "
              "flagged (positive_relabeled / relabeled / pos_relabeled in every --format). Default: off (drop them).",
-        rich_help_panel=DENOISE)] = False,
+        rich_help_panel=DENOISE)] = MINE.relabel_false_negatives,
     max_false_negatives: Annotated[int | None, typer.Option(
         help="RLHN: drop a query whole when the false-negative rules remove more than K of its candidates (its "
              "candidate list is mostly relevant). Default: off.", rich_help_panel=DENOISE)] = None,
@@ -363,30 +378,33 @@ def mine(
     include_positives: Annotated[bool, typer.Option(
         help="Keep the positives in the ranking instead of excluding them (a reranking evaluation set, as "
              "sentence-transformers' include_positives); needs --format n-tuple, whose negative_i columns are "
-             "then the ranked candidates, positives included.", rich_help_panel=DENOISE)] = False,
-    ce_batch_size: Annotated[int, typer.Option(help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = 32,
+             "then the ranked candidates, positives included.", rich_help_panel=DENOISE)] = MINE.include_positives,
+    ce_batch_size: Annotated[int, typer.Option(
+        help="Cross-encoder batch size.", rich_help_panel=DENOISE)] = MINE.ce_batch_size,
     ce_max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.",
                                                       rich_help_panel=DENOISE)] = None,
     zone: Annotated[str | None, typer.Option(
         help="SimANS ambiguous zone LOW:HIGH: keep p-LOW <= s <= p+HIGH (p: the query's lowest positive; "
              "s: cross-encoder score if any, else retriever score). Default: off.", rich_help_panel=SELECT)] = None,
-    sampling: Annotated[str, typer.Option(help="top | random | simans.", rich_help_panel=SELECT)] = "top",
-    simans_a: Annotated[float, typer.Option(help="SimANS a in exp(-a(s-p-b)^2).", rich_help_panel=SELECT)] = 0.5,
-    simans_b: Annotated[float, typer.Option(help="SimANS b (paper's sign).", rich_help_panel=SELECT)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed for random/simans sampling.", rich_help_panel=SELECT)] = 0,
+    sampling: Annotated[str, typer.Option(help="top | random | simans.", rich_help_panel=SELECT)] = MINE.sampling,
+    simans_a: Annotated[float, typer.Option(
+        help="SimANS a in exp(-a(s-p-b)^2).", rich_help_panel=SELECT)] = MINE.simans_a,
+    simans_b: Annotated[float, typer.Option(help="SimANS b (paper's sign).", rich_help_panel=SELECT)] = MINE.simans_b,
+    seed: Annotated[int, typer.Option(help="Seed for random/simans sampling.", rich_help_panel=SELECT)] = MINE.seed,
     triplet_type: Annotated[str | None, typer.Option(
         help="Metric-learning triplet region on D = p - s: hard (D <= 0) | semihard (0 < D <= M) | easy (D > M) | "
              "all (D <= M). The opposite region from --margin. Default: off.", rich_help_panel=STRATEGY)] = None,
-    triplet_margin: Annotated[float, typer.Option(help="M for --triplet-type.", rich_help_panel=STRATEGY)] = 0.2,
+    triplet_margin: Annotated[float, typer.Option(
+        help="M for --triplet-type.", rich_help_panel=STRATEGY)] = MINE.triplet_margin,
     positives_per_query: Annotated[int | None, typer.Option(
         help="Emit rows for at most K positives per query (sampled with --seed); each positive otherwise repeats "
              "the query's negatives. Default: all positives.", rich_help_panel=STRATEGY)] = None,
     fill: Annotated[str, typer.Option(
         help="none | random: top up short queries with random documents, flagged in a 'filled' column.",
-        rich_help_panel=STRATEGY)] = "none",
+        rich_help_panel=STRATEGY)] = MINE.fill,
     tiers: Annotated[str, typer.Option(
         help="Curriculum 'tier' column (hard/medium/easy): by rank | gap (p - s) | none.",
-        rich_help_panel=STRATEGY)] = "rank",
+        rich_help_panel=STRATEGY)] = MINE.tiers,
     tier_hard: Annotated[float | None, typer.Option(
         help="Upper bound of the hard tier. Default: by rank, the first third of the ranks selection draws "
              "from (the window for random/simans, its first N ranks for top: 12 by default); by gap, 0.1.",
@@ -595,15 +613,15 @@ def denoise(
     min_score: Annotated[float | None, typer.Option(
         help="Drop rows whose negative's teacher score < T: too easy (the teacher's scale). Default: off.")]
     = None,
-    query_column: Annotated[str, typer.Option(help="Query text column.")] = "query",
-    positive_column: Annotated[str, typer.Option(help="Positive text column.")] = "positive",
-    negative_column: Annotated[str, typer.Option(help="Negative text column.")] = "negative",
-    batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = 32,
+    query_column: Annotated[str, typer.Option(help="Query text column.")] = TRIPLET_COLUMNS.query,
+    positive_column: Annotated[str, typer.Option(help="Positive text column.")] = TRIPLET_COLUMNS.positive,
+    negative_column: Annotated[str, typer.Option(help="Negative text column.")] = TRIPLET_COLUMNS.negative,
+    batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = TEACHER.batch_size,
     max_length: Annotated[int | None, typer.Option(help="Cross-encoder max tokens. Default: the model's.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... Default: best available.")] = None,
     dtype: Annotated[str, typer.Option(help="Bi-encoder teacher precision: auto|float32|bfloat16|float16 (see "
-                                            "`mine --help`). Default: auto.")] = "auto",
-    chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = 256,
+                                            "`mine --help`). Default: auto.")] = ENCODER.dtype,
+    chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = MINE.chunk_size,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.")] = False,
     engine: Annotated[str, typer.Option(
@@ -663,7 +681,7 @@ def denoise(
                                    "batch_size": batch_size, "max_length": max_length}
         manifest = build_manifest("denoise", pipeline, report, options, {"triplets": str(input)}, out, started)
         manifest["rows_in"] = triplets.table.num_rows
-        pairs_scored = getattr(denoiser, "pairs_scored", None)
+        pairs_scored = denoiser.pairs_scored
         if pairs_scored is not None:
             manifest["cross_encoder_pairs_scored"] = pairs_scored
         if ray_run is not None:
@@ -897,28 +915,30 @@ def train_denoiser_command(
     beir: Annotated[Path | None, typer.Option(help="Or a BEIR folder. Default: none.")] = None,
     split: Annotated[str, typer.Option(help="BEIR split: use the training split only.")] = "train",
     base_model: Annotated[str, typer.Option(help="Checkpoint to start from (bundled by default).")]
-    = "all-MiniLM-L6-v2",
-    negatives_per_positive: Annotated[int, typer.Option(help="BM25 negatives per query.")] = 4,
-    range_min: Annotated[int, typer.Option(help="Skip the top N BM25 candidates as negatives.")] = 3,
-    range_max: Annotated[int, typer.Option(help="Draw negatives up to this BM25 rank.")] = 30,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 2e-5,
-    max_length: Annotated[int, typer.Option(help="Max tokens per (query, passage) pair.")] = 256,
+    = TRAINING.base_model,
+    negatives_per_positive: Annotated[int, typer.Option(
+        help="BM25 negatives per query.")] = TRAINING.negatives_per_positive,
+    range_min: Annotated[int, typer.Option(help="Skip the top N BM25 candidates as negatives.")] = TRAINING.range_min,
+    range_max: Annotated[int, typer.Option(help="Draw negatives up to this BM25 rank.")] = TRAINING.range_max,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = TRAINING.epochs,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = TRAINING.batch_size,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = TRAINING.learning_rate,
+    max_length: Annotated[int, typer.Option(help="Max tokens per (query, passage) pair.")] = TRAINING.max_length,
     max_queries: Annotated[int | None, typer.Option(help="Train on a seeded sample of queries. Default: all.")]
     = None,
-    seed: Annotated[int, typer.Option(help="Seed for negatives, shuffling and initialisation.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for negatives, shuffling and initialisation.")] = TRAINING.seed,
     max_positives_per_query: Annotated[int | None, typer.Option(
         help="Train on a seeded sample of at most N positives per query (dense labels). Default: all.")] = None,
     negatives_from: Annotated[str, typer.Option(
-        help="Retriever the negatives come from: bm25, or dense (the bundled bi-encoder's neighbours).")] = "bm25",
+        help="Retriever the negatives come from: bm25, or dense (the bundled bi-encoder's neighbours).")]
+    = TRAINING.negatives_from,
 ) -> None:
     """Fine-tune a cross-encoder for denoising on your training split (positives vs BM25 negatives, RocketQA)."""
 
     def run() -> None:
         import shutil
 
-        from hnmine.jobs.train_denoiser import DenoiserTraining, train_denoiser
+        from hnmine.jobs.train_denoiser import train_denoiser
 
         if output.exists():
             raise InputError(f"output {output}: already exists")

@@ -181,3 +181,79 @@ def test_a_pipeline_refuses_what_is_not_a_stage():
         Pipeline([Duck()])
 
 
+
+# -- each option's default defined once: every CLI default is its dataclass field's default ---------------------------
+
+def _cli_params(command: str) -> dict[str, Any]:
+    import typer.main
+
+    from hnmine.cli import app
+
+    group = typer.main.get_command(app)
+    return {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]
+
+
+def _twins(params: dict[str, Any], sources: list[tuple[Any, dict[str, str]]]) -> dict[str, tuple[Any, Any]]:
+    """CLI option -> (its default, the default of the dataclass field it sets)."""
+    found = {}
+    for name, param in params.items():
+        for obj, renames in sources:
+            field = renames.get(name, name)
+            if field in {f.name for f in dataclasses.fields(obj)}:
+                found[name] = (param.default, getattr(obj, field))
+                break
+    return found
+
+
+COLUMN_RENAMES = {"query_id_column": "query_id", "query_column": "query", "doc_id_column": "doc_id",
+                  "text_column": "text", "title_column": "title", "qrels_score_column": "qrels_score",
+                  "positive_column": "pairs_positive"}
+
+
+def test_every_mine_default_is_its_dataclass_default():
+    from hnmine import cli
+    from hnmine.io.inputs import ColumnNames
+    from hnmine.recipe import MineOptions
+
+    params = _cli_params("mine")
+    twins = _twins(params, [(MineOptions(), {}), (MineOptions().dense, {"cache": "use_cache"}),
+                            (ColumnNames(), COLUMN_RENAMES)])
+    assert {k: cli_default for k, (cli_default, _) in twins.items()} == {k: field for k, (_, field) in twins.items()}
+    # Every option the pipeline is built from has its twin: a new flag without a dataclass field fails here.
+    panels = {cli.RETRIEVAL, cli.DENSE, cli.DENOISE, cli.SELECT, cli.STRATEGY}
+    pipeline_flags = {n for n, p in params.items() if getattr(p, "rich_help_panel", None) in panels}
+    assert pipeline_flags - set(twins) == {"split_tiers"}
+    assert len(twins) > 60
+
+
+def test_every_denoise_train_and_synth_default_is_its_dataclass_default():
+    from hnmine.io.inputs import ColumnNames
+    from hnmine.io.triplets import TripletColumns
+    from hnmine.jobs.train_denoiser import DenoiserTraining
+    from hnmine.pipeline import CHUNK_SIZE
+    from hnmine.recipe import MineOptions
+    from hnmine.stages.cross_encoder import CrossEncoderScorer
+    from hnmine.stages.dense import DenseRetriever
+    from hnmine.stages.false_negatives import FalseNegativeFilter
+    from hnmine.stages.synthetic import SyntheticNegatives
+
+    triplet_columns = {"query_column": "query", "positive_column": "positive", "negative_column": "negative"}
+    cases = {
+        "denoise": ([(TripletColumns(), triplet_columns), (CrossEncoderScorer(), {}), (FalseNegativeFilter(), {}),
+                     (DenseRetriever(), {}), (MineOptions(), {})],
+                    {"query_column", "batch_size", "max_length", "dtype", "chunk_size", "max_score", "max_z"}),
+        "train-denoiser": ([(DenoiserTraining(), {}), (ColumnNames(), COLUMN_RENAMES)],
+                           {"base_model", "negatives_per_positive", "range_min", "max_length", "negatives_from"}),
+        "synth": ([(SyntheticNegatives(), {"candidates_per_pair": "num_candidates", "cache": "use_cache"}),
+                   (MineOptions(), {}), (ColumnNames(), COLUMN_RENAMES)],
+                  {"num_negatives", "model", "scorer", "temperature", "max_new_tokens", "chunk_size", "seed"}),
+    }
+    for command, (sources, must_have) in cases.items():
+        twins = _twins(_cli_params(command), sources)
+        assert must_have <= set(twins), (command, must_have - set(twins))
+        # On purpose: synth's --max-ratio is 0.95 only when neither --max-score nor --margin is given (the command
+        # decides), and its --generator None is the stage's "" (no generator) until the command resolves it.
+        differ = {k: v for k, v in twins.items()
+                  if v[0] != v[1] and (command, k) not in {("synth", "max_ratio"), ("synth", "generator")}}
+        assert not differ, (command, differ)
+    assert _cli_params("denoise")["chunk_size"].default == CHUNK_SIZE

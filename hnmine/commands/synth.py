@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 
 from hnmine.config import pipeline_to_toml
-from hnmine.engines.encoder import BUNDLED_MODEL_NAMES
 from hnmine.errors import InputError
 from hnmine.io.inputs import ColumnNames
 from hnmine.io.manifest import manifest_path
@@ -28,6 +27,11 @@ OUTPUT = "Output"
 MINING = "Mined negatives"
 GENERATION = "Generator"
 VERIFY = "Verification (every synthetic negative)"
+
+# Each option's default is the dataclass field it sets, defined there once (tests/test_registry.py checks them).
+SYNTH = SyntheticNegatives()
+MINE = MineOptions()
+COLUMN_NAMES = ColumnNames()
 
 
 def synth(
@@ -42,14 +46,17 @@ def synth(
     beir: Annotated[Path | None, typer.Option(help="A BEIR folder. Default: none.", rich_help_panel=INPUT)] = None,
     split: Annotated[str, typer.Option(help="BEIR qrels split.", rich_help_panel=INPUT)] = "train",
     strict: Annotated[bool, typer.Option(help="Fail on queries with no positive.", rich_help_panel=INPUT)] = False,
-    query_id_column: Annotated[str, typer.Option(help="Query id column.", rich_help_panel=INPUT)] = "query_id",
-    query_column: Annotated[str, typer.Option(help="Query text column.", rich_help_panel=INPUT)] = "query",
-    doc_id_column: Annotated[str, typer.Option(help="Document id column.", rich_help_panel=INPUT)] = "doc_id",
-    text_column: Annotated[str, typer.Option(help="Document text column.", rich_help_panel=INPUT)] = "text",
-    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=INPUT)] = "title",
-    qrels_score_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=INPUT)] = "score",
+    query_id_column: Annotated[str, typer.Option(
+        help="Query id column.", rich_help_panel=INPUT)] = COLUMN_NAMES.query_id,
+    query_column: Annotated[str, typer.Option(help="Query text column.", rich_help_panel=INPUT)] = COLUMN_NAMES.query,
+    doc_id_column: Annotated[str, typer.Option(
+        help="Document id column.", rich_help_panel=INPUT)] = COLUMN_NAMES.doc_id,
+    text_column: Annotated[str, typer.Option(help="Document text column.", rich_help_panel=INPUT)] = COLUMN_NAMES.text,
+    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=INPUT)] = COLUMN_NAMES.title,
+    qrels_score_column: Annotated[str, typer.Option(
+        help="Used if present.", rich_help_panel=INPUT)] = COLUMN_NAMES.qrels_score,
     positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
-                                                 rich_help_panel=INPUT)] = "positive",
+                                                 rich_help_panel=INPUT)] = COLUMN_NAMES.pairs_positive,
     output: Annotated[Path | None, typer.Option(help="Output file (Parquet; jsonl for flagembedding). Required.",
                                                 rich_help_panel=OUTPUT)] = None,
     format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
@@ -57,36 +64,41 @@ def synth(
     audit_columns: Annotated[bool, typer.Option(help="Ids, ranks, scores and 'source' after the text columns.",
                                                 rich_help_panel=OUTPUT)] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.", rich_help_panel=OUTPUT)] = False,
-    chunk_size: Annotated[int, typer.Option(help="Queries per chunk.", rich_help_panel=OUTPUT)] = 256,
+    chunk_size: Annotated[int, typer.Option(help="Queries per chunk.", rich_help_panel=OUTPUT)] = MINE.chunk_size,
     quiet: Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its finished chunks (generations "
                                               "are cached apart, per answer).", rich_help_panel=OUTPUT)] = True,
     print_config: Annotated[bool, typer.Option(help="Print the pipeline as TOML and exit.",
                                                rich_help_panel=OUTPUT)] = False,
     num_negatives: Annotated[int, typer.Option(help="Negatives per query, mined and synthetic together.",
-                                               rich_help_panel=MINING)] = 5,
+                                               rich_help_panel=MINING)] = SYNTH.num_negatives,
     synthetic_ratio: Annotated[float, typer.Option(
         help="Share of each query's negatives that may be synthetic: round(ratio x num-negatives) at most; mined "
-             "ones fill the rest (1.0: synthetic only, where enough pass).", rich_help_panel=MINING)] = 0.5,
+             "ones fill the rest (1.0: synthetic only, where enough pass).",
+             rich_help_panel=MINING)] = SYNTH.synthetic_ratio,
     retriever: Annotated[str, typer.Option(help="Mined candidates: bm25 | dense | hybrid.",
-                                           rich_help_panel=MINING)] = "dense",
-    range_min: Annotated[int, typer.Option(help="Skip the top N mined candidates.", rich_help_panel=MINING)] = 10,
-    range_max: Annotated[int, typer.Option(help="Mined candidates up to this rank.", rich_help_panel=MINING)] = 50,
+                                           rich_help_panel=MINING)] = MINE.retriever,
+    range_min: Annotated[int, typer.Option(
+        help="Skip the top N mined candidates.", rich_help_panel=MINING)] = MINE.range_min,
+    range_max: Annotated[int, typer.Option(
+        help="Mined candidates up to this rank.", rich_help_panel=MINING)] = MINE.range_max,
     model: Annotated[str, typer.Option(
         help="Mining model (SentenceTransformer name or path): retrieval, the hardness floor and the corpus "
-             "near-copy search. The default is bundled.", rich_help_panel=MINING)] = BUNDLED_MODEL_NAMES[0],
-    batch_size: Annotated[int, typer.Option(help="Encoding / teacher batch size.", rich_help_panel=MINING)] = 32,
+             "near-copy search. The default is bundled.", rich_help_panel=MINING)] = SYNTH.model,
+    batch_size: Annotated[int, typer.Option(
+        help="Encoding / teacher batch size.", rich_help_panel=MINING)] = SYNTH.batch_size,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (encoders, teacher and a local "
                                                     "generator). Default: best available.",
                                                rich_help_panel=MINING)] = None,
-    dtype: Annotated[str, typer.Option(help="Encoder precision (see `mine --help`).", rich_help_panel=MINING)] = "auto",
+    dtype: Annotated[str, typer.Option(
+        help="Encoder precision (see `mine --help`).", rich_help_panel=MINING)] = SYNTH.dtype,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Embedding and generation cache. Default: $HNMINE_CACHE or ~/.cache/hnmine.",
         rich_help_panel=MINING)] = None,
     cache: Annotated[bool, typer.Option(help="Reuse and store embeddings and generations on disk.",
-                                        rich_help_panel=MINING)] = True,
+                                        rich_help_panel=MINING)] = SYNTH.use_cache,
     seed: Annotated[int, typer.Option(help="Seed for sampling (every answer has its own seed derived from it).",
-                                      rich_help_panel=MINING)] = 0,
+                                      rich_help_panel=MINING)] = SYNTH.seed,
     generator: Annotated[str | None, typer.Option(
         help="A local Hugging Face causal LM, by name or path, run through transformers. Default: none.",
         rich_help_panel=GENERATION)] = None,
@@ -98,25 +110,28 @@ def synth(
                                                         rich_help_panel=GENERATION)] = None,
     prompt_template: Annotated[str, typer.Option(
         help="qa | claim (built-in) | a text file with {query}, {positive} and {title} (BEIR titles).",
-        rich_help_panel=GENERATION)] = "qa",
+        rich_help_panel=GENERATION)] = SYNTH.prompt_template,
     candidates_per_pair: Annotated[int, typer.Option(help="Texts generated per (query, positive).",
-                                                     rich_help_panel=GENERATION)] = 4,
+                                                     rich_help_panel=GENERATION)] = SYNTH.num_candidates,
     positives_per_query: Annotated[int, typer.Option(help="Positives per query to write from.",
-                                                     rich_help_panel=GENERATION)] = 1,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.", rich_help_panel=GENERATION)] = 0.8,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.", rich_help_panel=GENERATION)] = 0.95,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per answer.", rich_help_panel=GENERATION)] = 256,
+                                                     rich_help_panel=GENERATION)] = SYNTH.positives_per_query,
+    temperature: Annotated[float, typer.Option(
+        help="Sampling temperature.", rich_help_panel=GENERATION)] = SYNTH.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.", rich_help_panel=GENERATION)] = SYNTH.top_p,
+    max_new_tokens: Annotated[int, typer.Option(
+        help="Tokens per answer.", rich_help_panel=GENERATION)] = SYNTH.max_new_tokens,
     generator_batch_size: Annotated[int, typer.Option(help="Local generator: prompts per forward batch.",
-                                                      rich_help_panel=GENERATION)] = 8,
+                                                      rich_help_panel=GENERATION)] = SYNTH.generator_batch_size,
     concurrency: Annotated[int, typer.Option(help="Server: requests in flight at once.",
-                                             rich_help_panel=GENERATION)] = 4,
+                                             rich_help_panel=GENERATION)] = SYNTH.concurrency,
     timeout: Annotated[float, typer.Option(help="Server: seconds per request before it is retried.",
-                                           rich_help_panel=GENERATION)] = 60.0,
+                                           rich_help_panel=GENERATION)] = SYNTH.timeout,
     max_retries: Annotated[int, typer.Option(help="Server: retries (exponential backoff) on connection errors, "
-                                                  "timeouts, 429 and 5xx.", rich_help_panel=GENERATION)] = 3,
+                                                  "timeouts, 429 and 5xx.",
+                                                  rich_help_panel=GENERATION)] = SYNTH.max_retries,
     scorer: Annotated[str, typer.Option(
         help="Teacher that must judge each synthetic negative not relevant: cross-encoder:NAME (best) or "
-             "bi-encoder:NAME, as in `hnmine denoise`.", rich_help_panel=VERIFY)] = "bi-encoder:all-MiniLM-L6-v2",
+             "bi-encoder:NAME, as in `hnmine denoise`.", rich_help_panel=VERIFY)] = SYNTH.scorer,
     max_score: Annotated[float | None, typer.Option(help="Reject teacher score >= T. Default: off.",
                                                     rich_help_panel=VERIFY)] = None,
     margin: Annotated[float | None, typer.Option(help="Reject teacher score >= lowest positive's - M. Default: off.",
@@ -125,13 +140,14 @@ def synth(
         help="Reject teacher score > R x lowest positive's (sign-safe). Default: 0.95 when neither --max-score nor "
              "--margin is given, else off.", rich_help_panel=VERIFY)] = None,
     min_similarity: Annotated[float | None, typer.Option(
-        help="Hardness floor: reject a mining-model cosine to the query below this.", rich_help_panel=VERIFY)] = 0.3,
+        help="Hardness floor: reject a mining-model cosine to the query below this.",
+        rich_help_panel=VERIFY)] = SYNTH.min_similarity,
     max_overlap: Annotated[float, typer.Option(
         help="Reject near-copies: character 5-gram Jaccard >= this with the query, a positive, a mined candidate or "
-             "a nearby corpus passage.", rich_help_panel=VERIFY)] = 0.8,
+             "a nearby corpus passage.", rich_help_panel=VERIFY)] = SYNTH.max_overlap,
     corpus_neighbours: Annotated[int, typer.Option(
         help="Nearest corpus passages (mining model) checked for near-copies; 0: exact copies only.",
-        rich_help_panel=VERIFY)] = 3,
+        rich_help_panel=VERIFY)] = SYNTH.corpus_neighbours,
 ) -> None:
     """Mine, then mix in LLM-written hard negatives that a teacher judged not relevant (SyNeg)."""
     from hnmine.cli import _guarded, _load

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hnmine.data import MiningData
-from hnmine.engines.encoder import resolve_model
+from hnmine.engines.encoder import DEFAULT_MODEL, resolve_model
 from hnmine.errors import InputError
 from hnmine.pipeline import Pipeline
 from hnmine.stages.bm25 import BM25Retriever
@@ -25,7 +25,7 @@ from hnmine.stages.window import RankWindow
 
 @dataclass
 class DenoiserTraining:
-    base_model: str = "all-MiniLM-L6-v2"
+    base_model: str = DEFAULT_MODEL
     negatives_per_positive: int = 4
     range_min: int = 3
     range_max: int = 30
