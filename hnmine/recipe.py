@@ -193,8 +193,9 @@ def parse_scorer(spec: str) -> tuple[str, str]:
 
 
 def build_denoiser(scorer: str, max_score: float | None, margin: float | None, max_ratio: float | None,
-                   batch_size: int = 32, device: str | None = None, max_length: int | None = None,
-                   dtype: str = "auto", max_z: float | None = None, spread_margin: float | None = None,
+                   batch_size: int = CrossEncoderDenoiser.batch_size, device: str | None = None,
+                   max_length: int | None = None, dtype: str = BiEncoderDenoiser.dtype, max_z: float | None = None,
+                   spread_margin: float | None = None,
                    min_score: float | None = None) -> CrossEncoderDenoiser | BiEncoderDenoiser:
     """The teacher of ``hnmine denoise``: a cross-encoder (``ce_score``) or a bi-encoder (``teacher_cosine``)."""
     if all(v is None for v in (max_score, margin, max_ratio, max_z, spread_margin, min_score)):

@@ -141,12 +141,15 @@ def _bad_values(check: Check, hint_is_int: bool) -> list[Any]:
 REQUIRED = {"bi_encoder_denoise": {"model": "teacher"}}
 
 
-def test_every_declared_range_is_enforced_by_its_stage():
-    """A stage whose own __post_init__ forgot super() would skip its declared checks: every one is tried."""
+def test_every_declared_range_is_enforced():
+    """A stage whose own __post_init__ forgot super() would skip its declared checks: every one is tried, on every
+    stage, on the flat options of ``mine`` (checked by validate) and on train-denoiser's."""
+    from hnmine.jobs.train_denoiser import DenoiserTraining
+    from hnmine.recipe import MineOptions
     from hnmine.stage import _hints, _number_kind
 
     tried = 0
-    for kind, cls in stage_kinds().items():
+    for kind, cls in [*stage_kinds().items(), ("mine", MineOptions), ("train", DenoiserTraining)]:
         hints = _hints(cls)
         for f in dataclasses.fields(cls):
             check = f.metadata.get("check")
@@ -155,9 +158,11 @@ def test_every_declared_range_is_enforced_by_its_stage():
             for value in _bad_values(check, _number_kind(hints[f.name]) is int):
                 label = check.flag or "--" + f.name.replace("_", "-")
                 with pytest.raises(InputError, match=label):
-                    cls(**{**REQUIRED.get(kind, {}), f.name: value})
+                    built = cls(**{**REQUIRED.get(kind, {}), f.name: value})
+                    if isinstance(built, MineOptions):
+                        built.validate()
                 tried += 1
-    assert tried >= 30
+    assert tried >= 80
 
 
 def test_stage_defaults_for_a_plain_stage():

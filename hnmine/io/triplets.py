@@ -19,7 +19,7 @@ from hnmine.data import MiningData
 from hnmine.errors import InputError
 from hnmine.io.inputs import text_column
 from hnmine.io.readers import pick_column, read_table
-from hnmine.pipeline import Pipeline
+from hnmine.pipeline import CHUNK_SIZE, Pipeline
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
     return CandidateBatch.start(triplets.data, queries).with_candidates(candidates)
 
 
-def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int = 256,
+def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int = CHUNK_SIZE,
                      on_chunk: Callable[[int], None] | None = None,
                      score_column: str = CE_SCORE) -> tuple[pa.Table, int]:
     """The file's rows whose (query, negative) pair survives ``pipeline``, with both teacher scores.

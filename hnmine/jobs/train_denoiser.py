@@ -15,37 +15,36 @@ from pathlib import Path
 
 from hnmine.data import MiningData
 from hnmine.engines.encoder import DEFAULT_MODEL, resolve_model
-from hnmine.errors import InputError
+from hnmine.errors import MAX_RANK, InputError
 from hnmine.pipeline import Pipeline
+from hnmine.stage import check_options, option, seed_option
 from hnmine.stages.bm25 import BM25Retriever
 from hnmine.stages.exclusion import PositiveExcluder
 from hnmine.stages.selection import NegativeSelector
 from hnmine.stages.window import RankWindow
 
+NEGATIVE_SOURCES = ("bm25", "dense")
+
 
 @dataclass
 class DenoiserTraining:
+    """The options of ``hnmine train-denoiser``, each with its default and valid range (the CLI reads both)."""
+
     base_model: str = DEFAULT_MODEL
-    negatives_per_positive: int = 4
+    negatives_per_positive: int = option(4, minimum=1, maximum=10_000)
     range_min: int = 3
     range_max: int = 30
-    epochs: int = 1
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    max_length: int = 256
-    seed: int = 0
-    max_queries: int | None = None
-    max_positives_per_query: int | None = None
-    negatives_from: str = "bm25"
+    epochs: int = option(1, minimum=1, maximum=10_000)
+    batch_size: int = option(16, minimum=1, maximum=1_000_000)
+    learning_rate: float = option(2e-5, above=0)
+    max_length: int = option(256, minimum=1, maximum=MAX_RANK)
+    seed: int = seed_option()
+    max_queries: int | None = option(None, minimum=1, maximum=MAX_RANK)
+    max_positives_per_query: int | None = option(None, minimum=1, maximum=MAX_RANK)
+    negatives_from: str = option("bm25", choices=NEGATIVE_SOURCES)
 
     def __post_init__(self) -> None:
-        if self.negatives_from not in NEGATIVE_SOURCES:
-            raise InputError(f"--negatives-from {self.negatives_from!r}: expected one of {', '.join(NEGATIVE_SOURCES)}")
-        if self.max_positives_per_query is not None and self.max_positives_per_query < 1:
-            raise InputError(f"--max-positives-per-query must be >= 1, got {self.max_positives_per_query}")
-
-
-NEGATIVE_SOURCES = ("bm25", "dense")
+        check_options(self)  # the window (range_min, range_max) is RankWindow's to check
 
 
 def _retriever(cfg: DenoiserTraining, top_k: int):
