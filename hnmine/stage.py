@@ -150,6 +150,8 @@ class Stage:
     phase: ClassVar[Phase]
     # Score columns this stage adds to candidates and positives (see ``hnmine.candidates``).
     adds_columns: ClassVar[tuple[str, ...]] = ()
+    # How the run summary names the rows this stage drops (a retriever: the rows it found); default: its kind.
+    summary_label: ClassVar[str] = ""
     # Stage kinds that must run before this one (fill_random tops queries up to the select stage's count).
     needs: ClassVar[tuple[str, ...]] = ()
     # The score column this stage reads; None: the best one present (ce_score, else the retriever's score).
@@ -200,7 +202,7 @@ def stage_kinds() -> dict[str, type[Stage]]:
     package = importlib.import_module(_STAGE_PACKAGE)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         importlib.import_module(f"{_STAGE_PACKAGE}.{info.name}")
-    return dict(_KINDS)
+    return dict(sorted(_KINDS.items()))  # by kind, whatever order the modules were imported in
 
 
 def score_columns() -> tuple[str, ...]:

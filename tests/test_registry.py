@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import sys
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 import hnmine.stages
 from hnmine.candidates import CandidateBatch
 from hnmine.config import check_composition, load_pipeline, pipeline_to_toml
 from hnmine.data import MiningData
 from hnmine.errors import InputError
+from hnmine.io.manifest import print_summary
 from hnmine.io.writers import labeled_pair_table, triplet_table
 from hnmine.pipeline import Pipeline
 from hnmine.stage import Check, Phase, Stage, score_columns, stage_kinds
@@ -41,6 +44,7 @@ class DocLengthFilter(Stage):
     """Keeps candidates whose passage has at least ``min_words`` words; adds ``doc_words`` as a score."""
 
     kind: ClassVar[str] = "doc_length_filter"
+    summary_label: ClassVar[str] = "shorter than min_words"
     phase: ClassVar[Phase] = Phase.FILTER
     adds_columns: ClassVar[tuple[str, ...]] = ("doc_words",)
     min_words: int = option(1, minimum=1, maximum=10_000)
@@ -93,12 +97,12 @@ def test_a_kind_defined_twice_is_refused(monkeypatch):
 
 def test_a_new_stage_file_reaches_registry_toml_order_and_outputs(toy_stage, tmp_path):
     """Adding a stage = one new file: pipeline files name it, the order check places it, outputs write its score."""
-    toy = toy_stage(min_words=2)
+    toy = toy_stage(min_words=3)
     pipeline = Pipeline([BM25Retriever(top_k=5), PositiveExcluder(), toy, NegativeSelector(num_negatives=2)],
                         chunk_size=1)
     path = tmp_path / "p.toml"
     path.write_text(pipeline_to_toml(pipeline))
-    assert 'kind = "doc_length_filter"' in path.read_text() and "min_words = 2" in path.read_text()
+    assert 'kind = "doc_length_filter"' in path.read_text() and "min_words = 3" in path.read_text()
     loaded = load_pipeline(path)
     assert loaded.stages[2] == toy
     # Its phase places it: a filter after select is refused, like any built-in filter.
@@ -107,7 +111,7 @@ def test_a_new_stage_file_reaches_registry_toml_order_and_outputs(toy_stage, tmp
     # Its declared range is checked, in Python and in pipeline files alike.
     with pytest.raises(InputError, match="--min-words must be >= 1"):
         toy_stage(min_words=0)
-    path.write_text(path.read_text().replace("min_words = 2", "min_words = 0"))
+    path.write_text(path.read_text().replace("min_words = 3", "min_words = 0"))
     with pytest.raises(InputError, match="--min-words must be >= 1"):
         load_pipeline(path)
     # The score column it adds is written by every layout, after the built-in ones.
@@ -116,8 +120,15 @@ def test_a_new_stage_file_reaches_registry_toml_order_and_outputs(toy_stage, tmp
     batches = list(loaded.run(data))
     table = triplet_table(batches[0])
     assert "negative_doc_words" in table.column_names and "positive_doc_words" in table.column_names
-    assert all(w >= 2 for w in table.column("negative_doc_words").to_pylist())
+    assert all(w >= 3 for w in table.column("negative_doc_words").to_pylist())
     assert "doc_words" in labeled_pair_table(batches[0]).column_names
+    # The run summary names what it dropped in its own words.
+    buffer = io.StringIO()
+    print_summary(loaded.report, Console(file=buffer, width=200))
+    dropped = loaded.report.stages[2]
+    assert dropped.kind.endswith("doc_length_filter") and dropped.dropped > 0
+    lines = {" ".join(line.replace("│", " ").split()) for line in buffer.getvalue().splitlines()}
+    assert f"shorter than min_words {dropped.dropped:,}" in lines
     # A stage that reads it is accepted only after the stage that adds it.
     reader = NegativeSelector(score_column="doc_words")
     check_composition([BM25Retriever(), PositiveExcluder(), toy, reader], "p")

@@ -18,30 +18,7 @@ from rich.table import Table
 
 from hnmine import __version__
 from hnmine.pipeline import MiningReport, Pipeline
-from hnmine.stage import stage_options
-
-STAGE_LABELS = {
-    "bm25": "retrieved (BM25)",
-    "dense": "retrieved (dense)",
-    "hybrid": "retrieved (hybrid RRF)",
-    "exclude_positives": "positives / duplicates / query text excluded",
-    "rank_window": "outside the rank window",
-    "cross_encoder_score": "scored by cross-encoder",
-    "cross_encoder_denoise": "dropped by cross-encoder denoising",
-    "false_negative_filter": "dropped as likely false negatives",
-    "ambiguous_zone": "outside the ambiguous zone",
-    "select": "not selected",
-    "triplet_margin": "outside the triplet-margin region",
-    "positives_per_query": "(positives capped; candidates unchanged)",
-    "fill_random": "added by random fill",
-    "tiers": "(tier labels added)",
-    "query_clusters": "(cluster ids added)",
-    "hidden_positive_probe": "(probe)",
-    "synthetic_negatives": "mined negatives replaced by synthetic ones",
-}
-
-
-RETRIEVER_KINDS = frozenset({"bm25", "dense", "hybrid"})
+from hnmine.stage import Phase, stage_kinds, stage_options
 
 
 def _examples(ids: list[str], n: int = 5) -> str:
@@ -60,16 +37,19 @@ def print_summary(report: MiningReport, console: Console, title: str = "hnmine m
         table.add_row("queries skipped (no positive)", f"{len(report.queries_skipped):,}")
     table.add_row("documents", f"{report.documents:,}")
     table.add_row("positives", f"{report.positives:,}")
+    kinds = stage_kinds()
     for i, stage in enumerate(report.stages):
         kind = stage.kind.split(":", 1)[-1]
         if kind == "hidden_positive_probe":
             continue
-        if kind in RETRIEVER_KINDS:  # a retriever adds rows: what it found, not what it dropped
-            table.add_row(STAGE_LABELS[kind], f"{stage.rows_out:,}")
+        cls = kinds.get(kind)
+        label = cls.summary_label if cls is not None and cls.summary_label else kind
+        if cls is not None and cls.phase == Phase.RETRIEVE:  # a retriever adds rows: what it found, not dropped
+            table.add_row(label, f"{stage.rows_out:,}")
             continue
         if i == 0:  # no retriever (denoise): the candidates came from the input file
             table.add_row("candidate pairs read", f"{stage.rows_in:,}")
-        table.add_row(STAGE_LABELS.get(kind, kind), f"{stage.dropped:,}")
+        table.add_row(label, f"{stage.dropped:,}")
     table.add_row("negatives emitted", f"{report.negatives_emitted:,}")
     if report.negatives_filled:
         table.add_row("  of which random fill (--fill random)", f"{report.negatives_filled:,}")

@@ -31,6 +31,7 @@ class AmbiguousZoneFilter(Stage):
     """Keep candidates with ``p - low <= s <= p + high`` (``p``: the query's lowest positive score)."""
 
     kind: ClassVar[str] = "ambiguous_zone"
+    summary_label: ClassVar[str] = "outside the ambiguous zone"
     phase: ClassVar[Phase] = Phase.FILTER
     low: float = 0.3
     high: float = 0.0

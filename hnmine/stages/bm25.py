@@ -42,6 +42,7 @@ class BM25Retriever(Stage):
     """Top-``top_k`` BM25 candidates per query; also scores each query's positives on the same scale."""
 
     kind: ClassVar[str] = "bm25"
+    summary_label: ClassVar[str] = "retrieved (BM25)"
     phase: ClassVar[Phase] = Phase.RETRIEVE
     top_k: int = top_k_option()
     k1: float = option(1.5, flag="--bm25-k1", minimum=0)

@@ -52,6 +52,7 @@ class QueryClusters(Stage):
     """Adds ``cluster_id`` (int32): the k-means cluster of the candidate's query, from ``num_clusters``."""
 
     kind: ClassVar[str] = "query_clusters"
+    summary_label: ClassVar[str] = "(cluster ids added)"
     phase: ClassVar[Phase] = Phase.LABEL
     num_clusters: int = option(8, flag="--query-clusters", minimum=1, maximum=1_000_000)
     seed: int = seed_option()

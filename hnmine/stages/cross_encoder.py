@@ -114,6 +114,7 @@ class CrossEncoderScorer(Stage):
     """Adds ``ce_score`` to candidates and positives, each distinct (query, doc) pair scored once."""
 
     kind: ClassVar[str] = "cross_encoder_score"
+    summary_label: ClassVar[str] = "scored by cross-encoder"
     phase: ClassVar[Phase] = Phase.FILTER
     adds_columns: ClassVar[tuple[str, ...]] = (CE_SCORE,)
     model: str = ""
@@ -165,6 +166,7 @@ class CrossEncoderDenoiser(Stage):
     """Score with a cross-encoder, then drop likely false negatives by thresholds on ``ce_score``."""
 
     kind: ClassVar[str] = "cross_encoder_denoise"
+    summary_label: ClassVar[str] = "dropped by cross-encoder denoising"
     phase: ClassVar[Phase] = Phase.FILTER
     adds_columns: ClassVar[tuple[str, ...]] = (CE_SCORE,)
     score_column: ClassVar[str] = CE_SCORE  # type: ignore[misc]  # the column it adds is the one it reads

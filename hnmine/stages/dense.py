@@ -121,6 +121,7 @@ class DenseRetriever(EncoderSettings, Stage):
     """Top-``top_k`` neighbours by cosine similarity; positives are scored with the same embeddings."""
 
     kind: ClassVar[str] = "dense"
+    summary_label: ClassVar[str] = "retrieved (dense)"
     phase: ClassVar[Phase] = Phase.RETRIEVE
     top_k: int = top_k_option()
     index: str = option("flat", choices=INDEX_KINDS)

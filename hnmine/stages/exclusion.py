@@ -23,6 +23,7 @@ class PositiveExcluder(Stage):
     """Drops positives (by id and by normalised text) and the query's own text; re-ranks the rest 1..n."""
 
     kind: ClassVar[str] = "exclude_positives"
+    summary_label: ClassVar[str] = "positives / duplicates / query text excluded"
     phase: ClassVar[Phase] = Phase.EXCLUDE
     by_text: bool = True
 

@@ -100,6 +100,7 @@ class FalseNegativeFilter(Stage):
     """Applies the rules above to ``score_column`` (default: ``ce_score`` if present, else ``score``)."""
 
     kind: ClassVar[str] = "false_negative_filter"
+    summary_label: ClassVar[str] = "dropped as likely false negatives"
     phase: ClassVar[Phase] = Phase.FILTER
     max_score: float | None = None
     margin: float | None = None

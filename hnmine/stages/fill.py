@@ -63,6 +63,7 @@ class RandomFill(Stage):
     """Tops each query of the batch up to ``num_negatives`` candidates; adds a boolean column ``filled``."""
 
     kind: ClassVar[str] = "fill_random"
+    summary_label: ClassVar[str] = "added by random fill"
     phase: ClassVar[Phase] = Phase.FILL
     needs: ClassVar[tuple[str, ...]] = ("select",)  # it tops queries up to the select stage's count
     num_negatives: int = num_negatives_option()

@@ -40,6 +40,7 @@ class HybridRetriever(Stage):
     """Union of both candidate lists, ranked by RRF, cut to ``top_k``."""
 
     kind: ClassVar[str] = "hybrid"
+    summary_label: ClassVar[str] = "retrieved (hybrid RRF)"
     phase: ClassVar[Phase] = Phase.RETRIEVE
     adds_columns: ClassVar[tuple[str, ...]] = (BM25_SCORE, RRF_SCORE)
     top_k: int = top_k_option()

@@ -31,6 +31,7 @@ class PositivesPerQuery(Stage):
     """Keeps at most ``max_positives`` rows per query in ``batch.positives``."""
 
     kind: ClassVar[str] = "positives_per_query"
+    summary_label: ClassVar[str] = "(positives capped; candidates unchanged)"
     phase: ClassVar[Phase] = Phase.FILTER
     max_positives: int = option(1, flag="--positives-per-query", minimum=1, maximum=MAX_RANK)
     seed: int = seed_option()

@@ -40,6 +40,7 @@ def sample_without_replacement(rng: np.random.Generator, weights: np.ndarray, n:
 @dataclass
 class NegativeSelector(Stage):
     kind: ClassVar[str] = "select"
+    summary_label: ClassVar[str] = "not selected"
     phase: ClassVar[Phase] = Phase.SELECT
     num_negatives: int = num_negatives_option()
     strategy: str = option("top", flag="--sampling", choices=STRATEGIES)

@@ -69,6 +69,7 @@ class SyntheticNegatives(EncoderSettings, Stage):
     """Generate, verify and mix in synthetic negatives; ``model`` (inherited) is the mining model."""
 
     kind: ClassVar[str] = "synthetic_negatives"
+    summary_label: ClassVar[str] = "mined negatives replaced by synthetic ones"
     # It mixes generated rows into the selected ones, so it stands where fill does.
     phase: ClassVar[Phase] = Phase.FILL
     generator: str = ""

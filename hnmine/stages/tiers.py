@@ -55,6 +55,7 @@ class DifficultyTiers(Stage):
     """Adds a string column ``tier`` to the candidates; ``None`` bounds take the defaults of ``by``."""
 
     kind: ClassVar[str] = "tiers"
+    summary_label: ClassVar[str] = "(tier labels added)"
     phase: ClassVar[Phase] = Phase.LABEL
     by: str = option("rank", flag="--tiers", choices=TIER_MODES)
     hard: float | None = option(None, flag="--tier-hard")

@@ -57,6 +57,7 @@ class TripletMarginFilter(Stage):
     """Keeps the ``triplet_type`` candidates of ``score_column`` (default: ``ce_score`` if present, else ``score``)."""
 
     kind: ClassVar[str] = "triplet_margin"
+    summary_label: ClassVar[str] = "outside the triplet-margin region"
     phase: ClassVar[Phase] = Phase.FILTER
     triplet_type: str = option("all", flag="--triplet-type", choices=TRIPLET_TYPES)
     margin: float = option(0.2, flag="--triplet-margin", minimum=0)

@@ -21,6 +21,7 @@ from hnmine.stage import Phase, Stage, option
 @dataclass
 class RankWindow(Stage):
     kind: ClassVar[str] = "rank_window"
+    summary_label: ClassVar[str] = "outside the rank window"
     phase: ClassVar[Phase] = Phase.FILTER
     range_min: int = option(0, minimum=0, maximum=MAX_RANK)
     range_max: int | None = option(None, minimum=1, maximum=MAX_RANK)
