@@ -14,7 +14,9 @@ can: its labels are dense. The setting matches ``benchmarks/false_negatives.py``
 
 Rows (``--rows``): ``zero-shot`` (not trained), ``random`` (seeded random non-positive documents),
 ``st`` (sentence-transformers' ``mine_hard_negatives`` at its defaults, run for real), ``hnmine``
-(``hnmine mine`` defaults), ``best`` (``--best-recipe``: a recipe of the frontier benchmark by name).
+(``hnmine mine`` defaults), ``best`` (``--best-recipe``: a recipe of the frontier benchmark by name),
+``teacher`` (``--teacher DIR``: dense ranks ``--teacher-window`` denoised by that cross-encoder with
+``--teacher-rule``, e.g. a ``hnmine train-denoiser`` model trained on NFCorpus train).
 Every trained row runs at each seed of ``--seeds``; the report gives mean ± standard deviation over seeds and
 the **paired** per-seed differences (same seed = same initial shuffling and dropout), and calls a difference
 real only when it is larger than twice its spread.
@@ -57,7 +59,7 @@ from false_negatives import (
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
-ROWS = ("zero-shot", "random", "st", "hnmine", "best")
+ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher")
 
 
 def log(msg: str) -> None:
@@ -103,6 +105,14 @@ def recipe_for(row: str, args: argparse.Namespace) -> Recipe:
         return sentence_transformers_recipe("sentence-transformers defaults", num_negatives=args.negatives)
     if row == "hnmine":
         return Recipe("hnmine defaults", "window", {"num_negatives": args.negatives})
+    if row == "teacher":
+        if not args.teacher:
+            raise SystemExit("--rows teacher needs --teacher DIR (a cross-encoder, e.g. from hnmine train-denoiser)")
+        rule, value = args.teacher_rule.split("=")
+        lo, hi = (int(x) for x in args.teacher_window.split(":"))
+        return Recipe(f"teacher {args.teacher_rule}", "teacher",
+                      {"num_negatives": args.negatives, "range_min": lo, "range_max": hi,
+                       "cross_encoder": args.teacher, "ce_max_length": 128, rule.replace("-", "_"): float(value)})
     matches = [r for r in RECIPES if r.name == args.best_recipe]
     if not matches:
         raise SystemExit(f"--best-recipe {args.best_recipe!r}: not a recipe of benchmarks/false_negatives.py "
@@ -263,9 +273,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=NFCORPUS)
     ap.add_argument("--out-dir", type=Path, required=True)
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
+    ap.add_argument("--rows", default=None, help=f"comma-separated, of {', '.join(ROWS)} (default: all; "
+                                                  "'teacher' only with --teacher)")
     ap.add_argument("--best-recipe", default="siblings p60 + lexical 100, dense 1-100",
                     help="name of a recipe in benchmarks/false_negatives.py")
+    ap.add_argument("--teacher", default=None, help="cross-encoder folder for the 'teacher' row")
+    ap.add_argument("--teacher-rule", default="max_z=1.0", help="RULE=VALUE of the teacher row (max_z, max_score, "
+                                                                "spread_margin, max_ratio, margin)")
+    ap.add_argument("--teacher-window", default="0:50", help="RANGE_MIN:RANGE_MAX the teacher row draws from")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-queries", type=int, default=800, help="seeded sample of train queries (0: all)")
     ap.add_argument("--negatives", type=int, default=3)
@@ -282,6 +297,8 @@ def main() -> None:
         args.device, args.train_queries, args.seeds = "cuda", 0, "0,1,2,3,4,5,6,7"
         args.train_max_seq_length = args.eval_max_seq_length = 256
         args.batch_size = 64
+    if args.rows is None:
+        args.rows = ",".join(r for r in ROWS if r != "teacher" or args.teacher)
     args.rows = [r.strip() for r in args.rows.split(",")]
     unknown = set(args.rows) - set(ROWS)
     if unknown:

@@ -230,6 +230,8 @@ RECIPES: list[Recipe] = [
            {"range_min": 0, "range_max": 100, **SIBLINGS, "sibling_percentile": 50.0}),
     Recipe("siblings p40 + lexical 100, dense 1-100", "no-teacher",
            {"range_min": 0, "range_max": 100, **SIBLINGS, "sibling_percentile": 40.0}),
+    Recipe("siblings p50 + lexical 50, dense 1-100", "no-teacher",
+           {"range_min": 0, "range_max": 100, **SIBLINGS, "sibling_percentile": 50.0, "lexical_top": 50}),
     Recipe("siblings p60 only, dense 1-100", "no-teacher",
            {"range_min": 0, "range_max": 100, **SIBLINGS, "lexical_top": None}),
     Recipe("lexical 100 only, dense 1-100", "no-teacher",

@@ -19,8 +19,10 @@ Teachers (each score names its scale):
 * ``possim``: the cosine similarity of the candidate to the known *positive passage* (not the query); the
   positive's own value is 1.
 * ``learned`` (``--fit-on-train N``): a logistic regression over scale-free features of ``bi``, ``bm25`` and
-  ``possim`` (raw score, gap to the known positive, per-query z-score, log rank), fitted on N NFCorpus **train**
-  queries in the same one-known-positive setting (train's labels say which candidates are hidden positives);
+  ``possim`` (raw score, gap to the known positive, per-query z-score, log rank; with ``--fit-ce`` the
+  cross-encoder's too) and three neighbourhood signals of the mining model (``neighbourhood_signals``), fitted
+  on N NFCorpus **train** queries in the same one-known-positive setting (train's labels say which candidates
+  are hidden positives; none of the queries the cross-encoder was trained on, ``--teacher-train-queries``);
   score: its log-odds. No model is trained or downloaded: seconds on a CPU.
 * ``ens``: agreement of the four above: the mean of each one's per-query z-score (the query's candidates give
   mean and spread; the known positive is placed on the same per-query scale).
@@ -74,7 +76,8 @@ RULES = ("max_score", "margin", "max_ratio", "max_z", "spread_margin")
 TEACHERS = ("ce", "bi", "bm25", "possim", "ens", "learned")
 SCALES = {"ce": "cross-encoder logit", "bi": "mining-model cosine", "bm25": "BM25 score",
           "possim": "cosine to the known positive passage", "ens": "mean per-query z-score of ce, bi, bm25, possim",
-          "learned": "log-odds of a logistic regression over bi/bm25/possim features, fitted on NFCorpus train"}
+          "learned": "log-odds of a logistic regression over ce (when given)/bi/bm25/possim features, fitted on "
+                     "NFCorpus train queries the cross-encoder was not trained on"}
 
 
 def one_known_positive(root: Path, split: str, seed: int) -> tuple[MiningData, set[tuple[int, int]]]:
@@ -149,7 +152,8 @@ def best_threshold(values: np.ndarray, hidden: np.ndarray, max_fa: float) -> flo
     neg = np.sort(values[~hidden & np.isfinite(values)])[::-1]
     allowed = int(np.floor(max_fa * (~hidden).sum()))
     if allowed >= len(neg):
-        return float(np.nanmin(values[np.isfinite(values)]))
+        finite = values[np.isfinite(values)]
+        return float(finite.min()) if len(finite) else np.inf  # nothing to tell apart: drop nothing
     return float(np.nextafter(neg[allowed], np.inf)) if allowed < len(neg) else -np.inf
 
 
@@ -203,6 +207,7 @@ def score_candidates(data: MiningData, relevant: set[tuple[int, int]], args: arg
     positive["possim"] = np.ones(len(q))
     cost["possim"] = {"pairs_scored": 0, "seconds": 0.0}
 
+    extra = neighbourhood_signals(dense, q, d, rank)
     members = ["bi", "bm25", "possim"]
     if teacher:
         allq = np.r_[q, np.arange(data.num_queries)]
@@ -216,7 +221,29 @@ def score_candidates(data: MiningData, relevant: set[tuple[int, int]], args: arg
     positive["ens"] = np.mean([zp for _, zp in zs], axis=0)
     cost["ens"] = {"pairs_scored": int(sum(cost[t]["pairs_scored"] for t in members)),
                    "seconds": round(sum(cost[t]["seconds"] for t in members), 1), "members": members}
-    return q, d, rank, hidden, scores, positive, cost
+    return q, d, rank, hidden, scores, positive, cost, extra
+
+
+def neighbourhood_signals(dense: DenseRetriever, q: np.ndarray, d: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Three more cheap signals from the mining model's embeddings, for the learned teacher only:
+
+    * centrality: the candidate's mean cosine to its query's ten best candidates (hidden positives sit in the
+      middle of the query's topic cluster, true negatives at its edge);
+    * reverse rank: log(1 + how many of the data set's queries the candidate is closer to than to its own);
+    * hubness-corrected cosine: cos(q, d) minus d's mean cosine to its ten closest queries (CSLS).
+    """
+    doc, query = dense._doc_emb, dense._query_emb
+    assert doc is not None and query is not None
+    doc_query = doc @ query.T                                   # corpus x queries: small for a benchmark
+    own = doc_query[d, q]
+    reverse = np.log1p((doc_query[d] > own[:, None]).sum(axis=1))
+    hub = np.sort(doc_query, axis=1)[:, -10:].mean(axis=1)
+    central = np.zeros(len(q))
+    for i in np.unique(q):
+        rows = np.flatnonzero(q == i)
+        top = d[rows[np.argsort(rank[rows])[:10]]]
+        central[rows] = (doc[d[rows]] @ doc[top].T).mean(axis=1)
+    return np.stack([central, reverse, own - hub[d]], axis=1)
 
 
 def subsample(data: MiningData, relevant: set[tuple[int, int]], n: int,
@@ -231,11 +258,29 @@ def subsample(data: MiningData, relevant: set[tuple[int, int]], n: int,
     return small, {(new_of[a], b) for a, b in relevant if a in new_of}
 
 
+def fit_queries(data: MiningData, relevant: set[tuple[int, int]],
+                args: argparse.Namespace) -> tuple[MiningData, set[tuple[int, int]]]:
+    """``--fit-on-train`` train queries for the learned teacher, none of them one the cross-encoder was trained on
+    (``--teacher-train-queries N``: ``hnmine train-denoiser --max-queries N --seed S`` drew them with
+    ``random.Random(S).sample``), so its scores on the fitting queries are as unseen as on dev."""
+    if args.teacher and args.teacher_train_queries:
+        seen = set(random.Random(args.teacher_seed).sample(range(data.num_queries), args.teacher_train_queries))
+        rest = [i for i in range(data.num_queries) if i not in seen]
+        keep = sorted(random.Random(args.seed).sample(rest, min(args.fit_on_train, len(rest))))
+        new_of = {old: i for i, old in enumerate(keep)}
+        pairs = [(i, int(d)) for i, old in enumerate(keep) for d in data.positives_of(old)]
+        small = MiningData.from_pairs([data.query_ids[o] for o in keep], [data.query_texts[o] for o in keep],
+                                      data.doc_ids, data.doc_texts, pairs, data.source)
+        return small, {(new_of[a], b) for a, b in relevant if a in new_of}
+    return subsample(data, relevant, args.fit_on_train, args.seed)
+
+
 def features(scores: dict[str, np.ndarray], positive: dict[str, np.ndarray], q: np.ndarray,
              rank: np.ndarray) -> np.ndarray:
-    """Scale-free features of the three untrained signals: raw, gap to the positive, per-query z, log rank."""
+    """Scale-free features of each signal (the three untrained ones, and the cross-encoder when there is one):
+    raw score, gap to the known positive, per-query z of the candidate and of the positive; and log rank."""
     cols = [np.log(rank)]
-    for t in ("bi", "bm25", "possim"):
+    for t in [t for t in ("ce", "bi", "bm25", "possim") if t in scores]:
         z, zp = per_query_z(scores[t], positive[t], q)
         cols += [scores[t], scores[t] - positive[t], z, zp]
     return np.nan_to_num(np.stack(cols, axis=1))
@@ -250,6 +295,32 @@ def fit_learned(x: np.ndarray, y: np.ndarray):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
 
 
+FRONTIER_FALSE_ALARMS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def teacher_frontier(scores: dict[str, np.ndarray], positive: dict[str, np.ndarray], q: np.ndarray,
+                     rank: np.ndarray, hidden: np.ndarray, half: np.ndarray, args: argparse.Namespace,
+                     num_queries: int) -> list[dict]:
+    """Each teacher as a frontier point family: the top ``--num-negatives`` of ranks 1-depth after removing what
+    the teacher flags, at looser and looser thresholds (cross-fitted at each false-alarm budget). A teacher
+    that is not good enough at 10 % false alarms may still reach a low FN rate by removing more, at the
+    price of hardness; this says how much."""
+    out = []
+    for teacher in [t for t in TEACHERS if t in scores]:
+        for rule in ("max_score", "max_z"):
+            v = rule_values(rule, scores[teacher], positive[teacher], q)
+            for budget in FRONTIER_FALSE_ALARMS:
+                drop = np.zeros(len(q), dtype=bool)
+                for fold in (0, 1):
+                    fit, test = half == fold, half != fold
+                    drop[test] = v[test] >= best_threshold(v[fit], hidden[fit], budget)
+                catch, fa = rates(drop, hidden)
+                mined = mine_top(q, rank, ~drop, hidden, 1, args.depth, args.num_negatives, num_queries)
+                out.append({"teacher": teacher, "rule": rule, "false_alarm_budget": budget, "catch_rate": catch,
+                            "false_alarm_rate": fa, "mined": mined})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--teacher", default=None, help="cross-encoder folder from hnmine train-denoiser (optional)")
@@ -257,6 +328,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=NFCORPUS)
     ap.add_argument("--split", default="dev")
     ap.add_argument("--seed", type=int, default=0, help="seed of the known-positive choice and the query halves")
+    ap.add_argument("--queries", type=int, default=0,
+                    help="a seeded sample of this many queries of --split (0: all); a cross-encoder scores "
+                         "51 pairs per query, minutes per hundred queries on a loaded 2-core CPU")
     ap.add_argument("--depth", type=int, default=50)
     ap.add_argument("--max-false-alarm", type=float, default=0.10)
     ap.add_argument("--num-negatives", type=int, default=5)
@@ -264,18 +338,30 @@ def main() -> None:
     ap.add_argument("--fit-on-train", type=int, default=0,
                     help="also fit a 'learned' teacher (logistic regression over bi, bm25, possim features) on this "
                          "many NFCorpus train queries (one known positive each, train's labels); 0: off")
+    ap.add_argument("--fit-ce", action="store_true",
+                    help="give the learned teacher the cross-encoder's features too (it then scores the fitting "
+                         "queries' candidates as well: 51 pairs per query)")
+    ap.add_argument("--teacher-train-queries", type=int, default=0,
+                    help="the --max-queries the teacher was trained with (train-denoiser's seeded sample); the "
+                         "learned fit then uses only other train queries")
+    ap.add_argument("--teacher-seed", type=int, default=0, help="the --seed the teacher was trained with")
+    ap.add_argument("--name", default="teacher_denoise", help="output file stem in --results-dir")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
     data, relevant = one_known_positive(args.data, args.split, args.seed)
-    q, _, rank, hidden, scores, positive, cost = score_candidates(data, relevant, args, args.teacher)
+    if args.queries:
+        data, relevant = subsample(data, relevant, args.queries, args.seed)
+    q, _, rank, hidden, scores, positive, cost, extra = score_candidates(data, relevant, args, args.teacher)
     if args.fit_on_train:
         start = time.perf_counter()
         tdata, trelevant = one_known_positive(args.data, "train", args.seed)
-        tdata, trelevant = subsample(tdata, trelevant, args.fit_on_train, args.seed)
-        tq, _, trank, thidden, tscores, tpositive, _ = score_candidates(tdata, trelevant, args, None)
-        model = fit_learned(features(tscores, tpositive, tq, trank), thidden)
-        scores["learned"] = model.decision_function(features(scores, positive, q, rank))
+        tdata, trelevant = fit_queries(tdata, trelevant, args)
+        tq, _, trank, thidden, tscores, tpositive, _, textra = score_candidates(tdata, trelevant, args,
+                                                                                args.teacher if args.fit_ce else None)
+        scores_fit = scores if args.fit_ce else {k: v for k, v in scores.items() if k != "ce"}
+        model = fit_learned(np.c_[features(tscores, tpositive, tq, trank), textra], thidden)
+        scores["learned"] = model.decision_function(np.c_[features(scores_fit, positive, q, rank), extra])
         positive["learned"] = np.full(len(q), np.nan)  # a learned log-odds: no positive on its scale
         cost["learned"] = {"pairs_scored": 0, "seconds": round(time.perf_counter() - start, 1),
                            "fit_queries": tdata.num_queries, "fit_candidates": len(tq),
@@ -311,16 +397,18 @@ def main() -> None:
                              "catch_rate": catch, "false_alarm_rate": fa, "parameter_per_fold": params,
                              "parameter": par, "product_catch_fa": rates(product_drop, h),
                              "auc": auc(np.nan_to_num(v, neginf=-1e9), h), "mined": mined, **cost[teacher]})
+    frontier = teacher_frontier(scores, positive, q, rank, hidden, half, args, data.num_queries)
     base = {f"{lo}-{hi}": mine_top(q, rank, np.ones(len(q), bool), hidden, lo, hi, args.num_negatives,
                                    data.num_queries) for lo, hi in ((1, 50), (11, 50))}
     report = {"command": "benchmarks/teacher_denoise.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
                                                                      vars(args).items() if v is not None),
               "queries": data.num_queries, "candidates": len(q), "hidden_positives": int(hidden.sum()),
               "hidden_share_11_50": float(hidden[windows["11-50"]].mean()),
-              "hidden_share_1_50": float(hidden.mean()), "no_teacher": base, "rows": rows}
+              "hidden_share_1_50": float(hidden.mean()), "no_teacher": base, "rows": rows,
+              "frontier": frontier}
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / "teacher_denoise.json").write_text(json.dumps(report, indent=1))
-    (args.results_dir / "teacher_denoise.md").write_text(render(report, args))
+    (args.results_dir / f"{args.name}.json").write_text(json.dumps(report, indent=1))
+    (args.results_dir / f"{args.name}.md").write_text(render(report, args))
     print(render(report, args))
 
 
@@ -347,6 +435,18 @@ def render(report: dict, args: argparse.Namespace) -> str:
                      f"{r['false_alarm_rate']:.1%} | {r['auc']:.3f} | {r['parameter']:.4g} | "
                      f"{cell(r['mined'])} | {r['pairs_scored']:,} | "
                      f"{r['seconds']} |")
+    lines += ["", f"## Frontier: top {args.num_negatives} of ranks 1-{args.depth} after each teacher removes more",
+              "", "Thresholds cross-fitted on the query halves at each false-alarm budget. FN / mean rank / queries "
+              "short of the emitted negatives.", "",
+              "| teacher | rule | " + " | ".join(f"FA <= {b:.0%}: catch, FN / rank" for b in FRONTIER_FALSE_ALARMS)
+              + " |", "|---|---|" + "---|" * len(FRONTIER_FALSE_ALARMS)]
+    cells: dict[tuple[str, str], list[str]] = {}
+    for f in report.get("frontier", []):
+        m = f["mined"]
+        cells.setdefault((f["teacher"], f["rule"]), []).append(
+            f"{f['catch_rate']:.0%}, {m['fn_rate']:.1%} / {m['mean_rank']:.1f}" if m["fn_rate"] is not None
+            else "none")
+    lines += [f"| {t} | {r} | " + " | ".join(c) + " |" for (t, r), c in cells.items()]
     lines += ["", "Scales: " + "; ".join(f"{k}: {v}" for k, v in SCALES.items()), "",
               f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
