@@ -273,3 +273,20 @@ def test_every_denoise_train_and_synth_default_is_its_dataclass_default():
                   if v[0] != v[1] and (command, k) not in {("synth", "max_ratio"), ("synth", "generator")}}
         assert not differ, (command, differ)
     assert _cli_params("denoise")["chunk_size"].default == CHUNK_SIZE
+
+
+def test_teachers_declare_the_false_negative_rules_as_the_filter_does():
+    """Both teachers hand their rule options to a FalseNegativeFilter by name: same names, same defaults (their own
+    field order stays, since pipeline files list options in it)."""
+    from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
+    from hnmine.stages.cross_encoder import CrossEncoderDenoiser
+    from hnmine.stages.false_negatives import RULE_OPTIONS, FalseNegativeFilter
+
+    def defaults(cls: type) -> dict[str, Any]:
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name in RULE_OPTIONS}
+
+    assert set(defaults(FalseNegativeFilter)) == set(RULE_OPTIONS)
+    for teacher in (CrossEncoderDenoiser, BiEncoderDenoiser):
+        assert defaults(teacher) == defaults(FalseNegativeFilter), teacher
+    built = BiEncoderDenoiser(model="teacher", max_z=1.5, relabel=True, min_score=-0.5)
+    assert built._filter == FalseNegativeFilter(max_z=1.5, relabel=True, min_score=-0.5, score_column="teacher_cosine")

@@ -54,10 +54,7 @@ class BiEncoderDenoiser(EncoderSettings, Stage):
         if self.max_score is not None and not -1.0 <= self.max_score <= 1.0:
             raise InputError(f"--max-score {self.max_score} applies to the bi-encoder teacher's cosine "
                              "similarity here, which lies in [-1, 1]")
-        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=TEACHER_COSINE,
-                                           max_z=self.max_z, spread_margin=self.spread_margin,
-                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives,
-                                           min_score=self.min_score)
+        self._filter = FalseNegativeFilter.for_teacher(self, TEACHER_COSINE)
 
     def notes(self) -> dict[str, int]:
         return self._filter.notes() if self._filter else {}

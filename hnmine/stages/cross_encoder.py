@@ -194,10 +194,7 @@ class CrossEncoderDenoiser(Stage):
         if self.model:
             _check_is_cross_encoder(str(Path(self.model).expanduser()))
         self._scorer = CrossEncoderScorer(self.model, self.batch_size, self.device, self.max_length)
-        self._filter = FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=CE_SCORE,
-                                           max_z=self.max_z, spread_margin=self.spread_margin,
-                                           relabel=self.relabel, max_false_negatives=self.max_false_negatives,
-                                           min_score=self.min_score)
+        self._filter = FalseNegativeFilter.for_teacher(self, CE_SCORE)
 
     @property
     def pairs_scored(self) -> int:

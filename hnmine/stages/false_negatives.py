@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -95,6 +95,11 @@ def false_negative_mask(scores: np.ndarray, lowest_positive: np.ndarray, max_sco
     return drop
 
 
+# The options of the rules above (and of what becomes of their catches), which each teacher stage declares too.
+RULE_OPTIONS = ("max_score", "margin", "max_ratio", "max_z", "spread_margin", "relabel", "max_false_negatives",
+                "min_score")
+
+
 @dataclass
 class FalseNegativeFilter(Stage):
     """Applies the rules above to ``score_column`` (default: ``ce_score`` if present, else ``score``)."""
@@ -127,6 +132,11 @@ class FalseNegativeFilter(Stage):
             raise InputError(f"--margin must be >= 0, got {self.margin}")
         if self.max_ratio is not None and not 0 < self.max_ratio <= 1:
             raise InputError(f"--max-ratio must be in (0, 1], got {self.max_ratio}")
+
+    @classmethod
+    def for_teacher(cls, teacher: Any, column: str) -> FalseNegativeFilter:
+        """The rules a teacher stage declares (the same option names), on the score column the teacher adds."""
+        return cls(**{name: getattr(teacher, name) for name in RULE_OPTIONS}, score_column=column)
 
     @property
     def active(self) -> bool:
