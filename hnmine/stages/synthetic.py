@@ -38,7 +38,7 @@ from hnmine.errors import InputError
 from hnmine.generators import GenerationError, GenerationRequest, Generator, Sampling, build_generator
 from hnmine.generators.cache import GenerationCache, generation_key
 from hnmine.generators.prompts import clean_answer, load_template, render
-from hnmine.stage import Phase, Stage, num_negatives_option, seed_option
+from hnmine.stage import Phase, Stage, num_negatives_option, same_as, seed_option
 from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
 
 SYNTHETIC = "synthetic"
@@ -77,9 +77,9 @@ class SyntheticNegatives(EncoderSettings, Stage):
     prompt_template: str = "qa"
     num_candidates: int = 4
     positives_per_query: int = 1
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 256
+    temperature: float = same_as(Sampling, "temperature")  # the generators' sampling defaults, not a copy
+    top_p: float = same_as(Sampling, "top_p")
+    max_new_tokens: int = same_as(Sampling, "max_new_tokens")
     seed: int = seed_option()
     generator_batch_size: int = 8
     concurrency: int = 4
