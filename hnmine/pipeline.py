@@ -120,9 +120,7 @@ class Pipeline:
         self.report.prepare_seconds += time.perf_counter() - start
 
     def run_batch(self, batch: CandidateBatch) -> CandidateBatch:
-        batch, counts = self._run_stages(batch)
-        self.report.add_chunk(counts)
-        return batch
+        return self.run_candidates(batch)[0]
 
     def collect_notes(self) -> None:
         """Stage-level counts that are not rows (truncated texts, pairs scored), for summary and manifest."""
@@ -165,14 +163,22 @@ class Pipeline:
         self.report.add_chunk(counts)
         return batch, counts
 
+    def run_candidates(self, batch: CandidateBatch) -> tuple[CandidateBatch, dict]:
+        """Given candidates (a triplet file being denoised) through every stage, counts added to the report.
+
+        Such a pass filters given negatives towards no per-query target, so it counts no short or empty queries.
+        """
+        batch, counts = self._run_stages(batch)
+        self.report.add_chunk(counts)
+        return batch, counts
+
     def run(self, data: MiningData, on_chunk: Callable[[int], None] | None = None) -> Iterator[CandidateBatch]:
-        """Yield one finished batch per chunk of queries, in query order."""
+        """Yield one finished batch per chunk of queries, in query order (the job layer's chunk loop)."""
+        from hnmine.jobs.chunks import run_chunks
+
         self.start(data)
         self.prepare(data)
-        for queries in self.chunks(data):
-            batch, _ = self.run_chunk(data, queries)
-            if on_chunk is not None:
-                on_chunk(len(queries))
+        for batch, _ in run_chunks(self, data, on_chunk=on_chunk):
             yield batch
 
     def triplets(self, data: MiningData, audit: bool = True) -> pa.Table:

@@ -627,15 +627,15 @@ def test_ctrl_c_while_publishing_finishes_publishing_and_says_so(inputs, tmp_pat
     import os
     import signal
 
-    import hnmine.cli
+    import hnmine.jobs.mine
 
-    write_json = hnmine.cli.write_json_atomic
+    write_json = hnmine.jobs.mine.write_json_atomic
 
     def interrupted_write(path, payload):
         os.kill(os.getpid(), signal.SIGINT)  # lands between the output's rename and its manifest
         write_json(path, payload)
 
-    monkeypatch.setattr(hnmine.cli, "write_json_atomic", interrupted_write)
+    monkeypatch.setattr(hnmine.jobs.mine, "write_json_atomic", interrupted_write)
     out = tmp_path / "t.parquet"
     result = run(inputs, out)
     one_error_line(result, "t.parquet and its manifest were written and are complete", code=130)

@@ -227,7 +227,7 @@ COLUMN_RENAMES = {"query_id_column": "query_id", "query_column": "query", "doc_i
 
 
 def test_every_mine_default_is_its_dataclass_default():
-    from hnmine import cli
+    from hnmine.commands import common
     from hnmine.io.inputs import ColumnNames
     from hnmine.recipe import MineOptions
 
@@ -236,7 +236,7 @@ def test_every_mine_default_is_its_dataclass_default():
                             (ColumnNames(), COLUMN_RENAMES)])
     assert {k: cli_default for k, (cli_default, _) in twins.items()} == {k: field for k, (_, field) in twins.items()}
     # Every option the pipeline is built from has its twin: a new flag without a dataclass field fails here.
-    panels = {cli.RETRIEVAL, cli.DENSE, cli.DENOISE, cli.SELECT, cli.STRATEGY}
+    panels = {common.RETRIEVAL, common.DENSE, common.DENOISE, common.SELECT, common.STRATEGY}
     pipeline_flags = {n for n, p in params.items() if getattr(p, "rich_help_panel", None) in panels}
     assert pipeline_flags - set(twins) == {"split_tiers"}
     assert len(twins) > 60

@@ -12,7 +12,8 @@ import itertools
 import os
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,10 @@ class Encoder:
     seconds: float = 0.0  # spent in the model itself: the floor of a cold run, reported apart from the rest
     tokenize_seconds: float = 0.0  # spent tokenizing (once per text, when the model's tokenizer allows it)
     tokenized_once: bool = False  # the last encode fed its own token ids to the model (no second tokenization)
+    texts_from_cache: int = 0  # distinct texts whose embeddings were read from the cache
+    # Another engine's way to embed distinct texts (the Ray engine's actor pool): (texts, prompt) -> (unit
+    # vectors, texts truncated). De-duplication and the cache stay here, the same for every engine.
+    distinct_backend: Callable[[list[str], str], tuple[np.ndarray, int]] | None = field(default=None, repr=False)
 
     def _key(self, texts: list[str], prompt: str, dtype: str) -> str:
         h = hashlib.sha256()
@@ -209,7 +214,13 @@ class Encoder:
         cached = self.read_cache(cache_file, len(distinct))
         if cached is not None:
             step.set_note("cached")
+            self.texts_from_cache += len(distinct)
             return cached
+        if self.distinct_backend is not None:
+            emb, self.truncated = self.distinct_backend(distinct, prompt)
+            step.advance(len(distinct) - step.done)
+            self.write_cache(cache_file, emb)
+            return emb
         devices = device_list(self.device)
         model = self.load(dtype)
         limit = getattr(model, "max_seq_length", None)

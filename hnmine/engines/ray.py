@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from hnmine.engines.sharded_search import TopKMerger, search_shard, shard_bounds
 from hnmine.errors import InputError
 from hnmine.io.triplets import TripletFile, candidate_batch
 from hnmine.io.writers import ROW_GROUP_ROWS, MinedWriter, atomic_dir
+from hnmine.jobs.chunks import run_chunks
 from hnmine.pipeline import Pipeline
 from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
@@ -238,22 +240,21 @@ class RayEngine:
     # -- Ray stages ----------------------------------------------------------------------------------------
 
     def encode(self, texts: list[str], dense: DenseRetriever, prompt: str) -> tuple[np.ndarray, int]:
-        """Unit embeddings of ``texts`` from an encoder actor pool; the driver's embedding cache as a local run.
-
-        A cached (model, prompt, precision, texts) entry is used as is, so a re-run never re-encodes; a
-        computed one is stored under the same key a local run uses.
-        """
-        unique: dict[str, int] = {}
-        inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
-        distinct = list(unique)
+        """Unit embeddings of ``texts``: the driver's ``Encoder`` (de-duplication, embedding cache, the same key
+        a local run uses) with an encoder actor pool as its backend for the distinct texts it must compute."""
         pool = self._pool(dense.device)
         dtype = self._worker_dtype(dense.dtype, pool)
         local = dense.encoder()
-        cache_file = local.cache_file(distinct, prompt, dtype) if dtype else None
-        cached = local.read_cache(cache_file, len(distinct))
-        if cached is not None:
-            self._count("texts read from the embedding cache", len(distinct))
-            return np.asarray(cached)[inverse], local.truncated
+        # dtype None: a GPU pool this driver cannot resolve "auto" for; its workers do, and the cache is skipped
+        local.dtype, local.use_cache = dtype or "float32", local.use_cache and dtype is not None
+        local.distinct_backend = partial(self._encode_distinct, dense, pool, dtype or "auto")
+        emb = local.encode(texts, prompt=prompt)
+        if local.texts_from_cache:
+            self._count("texts read from the embedding cache", local.texts_from_cache)
+        return emb, local.truncated
+
+    def _encode_distinct(self, dense: DenseRetriever, pool: dict[str, Any], dtype: str, distinct: list[str],
+                         prompt: str) -> tuple[np.ndarray, int]:
         table = pa.table({"row": np.arange(len(distinct), dtype=np.int64), "text": pa.array(distinct, pa.string())})
         tables = [table.slice(a, b - a) for a, b in shard_bounds(len(distinct), self._num_shards(len(distinct),
                                                                                                  pool["concurrency"]))]
@@ -261,7 +262,7 @@ class RayEngine:
         emb: np.ndarray | None = None
         truncated = 0
         for part in self._map(tables, EncodeActor, pool, fn_constructor_kwargs={
-                "model": dense.model, "device": dense.device, "dtype": dtype or "auto", "batch_size": dense.batch_size,
+                "model": dense.model, "device": dense.device, "dtype": dtype, "batch_size": dense.batch_size,
                 "prompt": prompt, "threads": pool["threads"]}):
             if part.num_rows == 0:
                 continue
@@ -274,9 +275,7 @@ class RayEngine:
             raise InputError("nothing to encode")
         self._count("texts encoded on Ray", len(distinct))
         self._count("encode seconds on Ray", round(time.perf_counter() - start, 2))
-        local.truncated = truncated
-        local.write_cache(cache_file, emb)
-        return emb[inverse], truncated
+        return emb, truncated
 
     def search(self, doc_emb: np.ndarray, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of every query: one FAISS index per corpus shard (Ray tasks), lists merged exactly."""
@@ -342,22 +341,13 @@ class RayEngine:
             # as deep as the local search: DenseRetriever.exact_topk re-scores a few beyond top_k
             depth = dense.top_k + EXACT_RESCORE_EXTRA if _searched(pipeline, dense) else 0
             self._prepare_dense(dense, data, depth)
-        prefix, scorers = _before_cross_encoder(pipeline)
-        if scorers:
-            head = Pipeline(prefix, chunk_size=pipeline.chunk_size)
-            self._prescore(scorers, (head.run_chunk(data, chunk)[0] for chunk in pipeline.chunks(data)))
+        self._prescore(pipeline, data)
 
-    def prepare_denoise(self, pipeline: Pipeline, triplets: TripletFile, chunk_size: int) -> None:
+    def prepare_denoise(self, pipeline: Pipeline, triplets: TripletFile) -> None:
         """For ``hnmine denoise``: score every pair the file's chunks bring to the cross-encoder on Ray first."""
         self.check_pipeline(pipeline)
         self.start()
-        prefix, scorers = _before_cross_encoder(pipeline)
-        if scorers:
-            head = Pipeline(prefix, chunk_size=chunk_size) if prefix else None
-            n = triplets.data.num_queries
-            batches = (candidate_batch(triplets, np.arange(s, min(s + chunk_size, n), dtype=np.int32))
-                       for s in range(0, n, chunk_size))
-            self._prescore(scorers, (head.run_batch(b) if head else b for b in batches))
+        self._prescore(pipeline, triplets.data, partial(candidate_batch, triplets))
 
     def _prepare_dense(self, dense: DenseRetriever, data: MiningData, k: int) -> None:
         from hnmine.stages.dense import load_embeddings
@@ -395,8 +385,16 @@ class RayEngine:
 
         dense.use_backend(data, doc_emb, query_emb, searcher, notes)
 
-    def _prescore(self, scorers: list[CrossEncoderScorer], batches: Iterable[CandidateBatch]) -> None:
-        """Every (query, passage) pair reaching a cross-encoder, scored in one Ray pass per model."""
+    def _prescore(self, pipeline: Pipeline, data: MiningData,
+                  start: Callable[[np.ndarray], CandidateBatch] | None = None) -> None:
+        """Every (query, passage) pair reaching a cross-encoder, scored in one Ray pass per model.
+
+        The stages before the first cross-encoder run over every chunk first (the job's chunk loop, on a
+        pipeline of those stages only), which gives exactly the pairs the cross-encoder will ask for.
+        """
+        prefix, scorers = _before_cross_encoder(pipeline)
+        if not scorers:
+            return
         backends = []
         for scorer in scorers:
             backend = PairScores(self, scorer)
@@ -404,12 +402,17 @@ class RayEngine:
             backends.append(backend)
             self._pair_scores.append(backend)
         pairs: dict[tuple[str, str], None] = {}
-        for batch in batches:
-            data = batch.data
+
+        def collect(batch: CandidateBatch) -> tuple[None, int]:
             for table in (batch.candidates, batch.positives):
                 q, d = table.column("query_idx").to_numpy(), table.column("doc_idx").to_numpy()
                 for qi, di in zip(q.tolist(), d.tolist()):
                     pairs[(data.query_texts[qi], data.doc_texts[di])] = None
+            return None, 0
+
+        head = Pipeline(prefix or [_Unchanged()], chunk_size=pipeline.chunk_size)
+        for _ in run_chunks(head, data, collect, start=start):
+            pass
         for backend in backends:
             backend.prescore(pairs)
 
@@ -436,14 +439,19 @@ class RayEngine:
 
     @staticmethod
     @contextmanager
-    def output_dir(path: Path) -> Iterator[Path]:
+    def output(path: Path) -> Iterator[Path]:
         """A temporary directory beside ``path``, renamed onto it only if the block succeeds."""
         with atomic_dir(path) as tmp:
             yield tmp
 
     @staticmethod
-    def writer(directory: Path, fmt: str, num_negatives: int | None, audit: bool) -> PartitionedWriter:
+    def writer(directory: Path, fmt: str, num_negatives: int | None, audit: bool,
+               prompt: str | None = None) -> PartitionedWriter:
         return PartitionedWriter(directory, fmt, num_negatives, audit)
+
+    def write_table(self, directory: Path, table: pa.Table) -> None:
+        with self.writer(directory, "triplet", None, True) as parts:
+            parts.write_formatted(table)
 
 
 class PartitionedWriter(MinedWriter):
@@ -500,12 +508,22 @@ def _searched(pipeline: Pipeline, dense: DenseRetriever) -> bool:
     return any(s is dense or (isinstance(s, HybridRetriever) and s.dense is dense) for s in pipeline.stages)
 
 
+@dataclass
+class _Unchanged:
+    """A pass-through stage: the pre-pass of a pipeline whose first stage is the cross-encoder."""
+
+    kind = "unchanged"
+
+    def apply(self, batch: CandidateBatch) -> CandidateBatch:
+        return batch
+
+
 def _before_cross_encoder(pipeline: Pipeline) -> tuple[list, list[CrossEncoderScorer]]:
     """The stages before the first cross-encoder, and every cross-encoder scorer of the pipeline."""
     scorers: list[CrossEncoderScorer] = []
     first = None
     for i, stage in enumerate(pipeline.stages):
-        scorer = stage._scorer if isinstance(stage, CrossEncoderDenoiser) else (
+        scorer = stage.scorer if isinstance(stage, CrossEncoderDenoiser) else (
             stage if isinstance(stage, CrossEncoderScorer) else None)
         if scorer is not None:
             scorers.append(scorer)

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from hnmine.data import MiningData, text_key
 from hnmine.errors import InputError
-from hnmine.io.readers import pick_column, read_table
+from hnmine.io.readers import jsonl_lines, pick_column, read_table
 
 # The ecosystem's names for each role, tried when the user kept hnmine's default name.
 ID_ALIASES = ("_id", "id")
@@ -294,27 +294,15 @@ def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         raise InputError(f"BEIR file {path}: not found")
     rows = []
-    with path.open("rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}: line {line_no} is not valid UTF-8 ({exc.reason} at byte {exc.start} "
-                                 "of the line)") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "_id" not in row:
-                raise InputError(f"{path}: line {line_no} is not a JSON object with an '_id' field")
-            for key in ("title", "text"):
-                value = row.get(key)
-                if value is not None and not isinstance(value, str):
-                    raise InputError(f"{path}: line {line_no}: field '{key}' is a JSON {type(value).__name__}, "
-                                     "expected a string")
-            rows.append(row)
+    for line_no, row in jsonl_lines(path):
+        if not isinstance(row, dict) or "_id" not in row:
+            raise InputError(f"{path}: line {line_no} is not a JSON object with an '_id' field")
+        for key in ("title", "text"):
+            value = row.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{path}: line {line_no}: field '{key}' is a JSON {type(value).__name__}, "
+                                 "expected a string")
+        rows.append(row)
     return rows
 
 
@@ -406,3 +394,55 @@ def load_beir(root: str | Path, split: str = "train") -> MiningData:
     data = MiningData.from_pairs(query_ids, query_texts, doc_ids, texts, pairs, source=source)
     data.doc_titles = [t.strip() for t in titles]
     return data
+
+
+@dataclass
+class InputFiles:
+    """Where a mining run's data comes from: queries + corpus + qrels files, one pairs file, or a BEIR folder.
+
+    The one place the three layouts are told apart, for ``hnmine mine``, ``synth`` and ``train-denoiser`` and
+    for Python callers of the job layer alike.
+    """
+
+    queries: Path | None = None
+    corpus: Path | None = None
+    qrels: Path | None = None
+    pairs: Path | None = None
+    beir: Path | None = None
+    split: str = "train"
+    columns: ColumnNames = field(default_factory=ColumnNames)
+    strict: bool = False
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.queries, self.qrels, self.pairs, self.beir))
+
+    def load(self, warn: Callable[[str], None] | None = None) -> MiningData:
+        """The data, without queries lacking a positive (an error with ``strict``, else ``warn``-ed about)."""
+        data = self._read()
+        lacking = int((data.positive_counts == 0).sum())
+        if lacking and self.strict:
+            first = data.query_ids[int(np.flatnonzero(data.positive_counts == 0)[0])]
+            raise InputError(f"{lacking} queries have no positive in the qrels (first: {first!r}); "
+                             "drop --strict to skip them with a warning")
+        if lacking and warn is not None:
+            warn(f"skipping {lacking} queries with no positive")
+        return data.without_queries_lacking_positives()
+
+    def _read(self) -> MiningData:
+        given = [n for n, v in (("--pairs", self.pairs), ("--beir", self.beir),
+                                ("--queries/--qrels", self.queries or self.qrels)) if v]
+        if len(given) > 1:
+            raise InputError(f"give one input layout, not {' and '.join(given)}")
+        if self.pairs is not None:
+            return load_pairs_input(self.pairs, self.corpus, self.columns)
+        if self.beir is not None:
+            if self.corpus is not None:
+                raise InputError("--beir brings its own corpus; drop --corpus")
+            return load_beir(self.beir, self.split)
+        missing = [n for n, v in (("--queries", self.queries), ("--corpus", self.corpus), ("--qrels", self.qrels))
+                   if v is None]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)} (or give --pairs P.parquet, or --beir DIR)")
+        assert self.queries and self.corpus and self.qrels
+        return load_qrels_inputs(self.queries, self.corpus, self.qrels, self.columns)

@@ -7,7 +7,6 @@ however many rows repeat it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from hnmine.data import MiningData
 from hnmine.errors import InputError
 from hnmine.io.inputs import text_column
 from hnmine.io.readers import pick_column, read_table
-from hnmine.pipeline import CHUNK_SIZE, Pipeline
 
 
 @dataclass(frozen=True)
@@ -135,36 +133,35 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
     return CandidateBatch.start(triplets.data, queries).with_candidates(candidates)
 
 
-def denoise_triplets(triplets: TripletFile, pipeline: Pipeline, chunk_size: int = CHUNK_SIZE,
-                     on_chunk: Callable[[int], None] | None = None,
-                     score_column: str = CE_SCORE) -> tuple[pa.Table, int]:
-    """The file's rows whose (query, negative) pair survives ``pipeline``, with both teacher scores.
+class TeacherScores:
+    """What a denoising pass keeps: each surviving (query, negative) pair's teacher score, and the positives'.
 
-    Rows keep every column they came with; ``positive_<score_column>`` and ``negative_<score_column>`` are
-    added (or replaced): ``ce_score`` for a cross-encoder, ``teacher_cosine`` for a bi-encoder teacher, so a
-    reader never mistakes one scale for the other. Returns the table and the number of distinct (query,
-    negative) pairs kept.
+    ``collect`` is the chunk loop's format step (``hnmine.jobs.chunks.run_chunks``); ``kept_rows`` then
+    selects the file's rows. ``score_column`` is ``ce_score`` for a cross-encoder, ``teacher_cosine`` for a
+    bi-encoder teacher, so a reader never mistakes one scale for the other.
     """
-    data = triplets.data
-    pipeline.prepare(data)
-    report = pipeline.report
-    report.queries, report.documents = data.num_queries, data.num_docs
-    report.positives = int(data.positive_counts.sum())
-    neg_scores: dict[tuple[int, int], float] = {}
-    pos_scores: dict[tuple[int, int], float] = {}
-    for start in range(0, data.num_queries, chunk_size):
-        queries = np.arange(start, min(start + chunk_size, data.num_queries), dtype=np.int32)
-        batch = pipeline.run_batch(candidate_batch(triplets, queries))
-        for table, into in ((batch.candidates, neg_scores), (batch.positives, pos_scores)):
+
+    def __init__(self, score_column: str = CE_SCORE) -> None:
+        self.score_column = score_column
+        self.negatives: dict[tuple[int, int], float] = {}
+        self.positives: dict[tuple[int, int], float] = {}
+
+    def collect(self, batch: CandidateBatch) -> tuple[None, int]:
+        for table, into in ((batch.candidates, self.negatives), (batch.positives, self.positives)):
             cols = table.to_pydict()
-            into.update(zip(zip(cols["query_idx"], cols["doc_idx"]), cols.get(score_column, [])))
-        if on_chunk is not None:
-            on_chunk(len(queries))
-    rq_all, rn_all = triplets.row_query.tolist(), triplets.row_negative.tolist()
-    rows = np.flatnonzero(np.fromiter(((q, d) in neg_scores for q, d in zip(rq_all, rn_all)), bool,
-                                      count=len(rq_all)))
-    table = triplets.table.take(rows)
-    rq, rp, rn = (a[rows].tolist() for a in (triplets.row_query, triplets.row_positive, triplets.row_negative))
-    table = set_column(table, f"positive_{score_column}", [pos_scores.get(k) for k in zip(rq, rp)], pa.float32())
-    table = set_column(table, f"negative_{score_column}", [neg_scores[k] for k in zip(rq, rn)], pa.float32())
-    return table, len(neg_scores)
+            into.update(zip(zip(cols["query_idx"], cols["doc_idx"]), cols.get(self.score_column, [])))
+        return None, 0
+
+    def kept_rows(self, triplets: TripletFile) -> tuple[pa.Table, int]:
+        """The file's rows whose (query, negative) pair survived, with ``positive_<score_column>`` and
+        ``negative_<score_column>`` added (or replaced); every column they came with is kept. Returns the table
+        and the number of distinct (query, negative) pairs kept."""
+        rq_all, rn_all = triplets.row_query.tolist(), triplets.row_negative.tolist()
+        rows = np.flatnonzero(np.fromiter(((q, d) in self.negatives for q, d in zip(rq_all, rn_all)), bool,
+                                          count=len(rq_all)))
+        table = triplets.table.take(rows)
+        rq, rp, rn = (a[rows].tolist() for a in (triplets.row_query, triplets.row_positive, triplets.row_negative))
+        column = self.score_column
+        table = set_column(table, f"positive_{column}", [self.positives.get(k) for k in zip(rq, rp)], pa.float32())
+        table = set_column(table, f"negative_{column}", [self.negatives[k] for k in zip(rq, rn)], pa.float32())
+        return table, len(self.negatives)

@@ -197,6 +197,12 @@ class CrossEncoderDenoiser(Stage):
         self._filter = FalseNegativeFilter.for_teacher(self, CE_SCORE)
 
     @property
+    def scorer(self) -> CrossEncoderScorer:
+        """The scorer of the pairs, which an engine may give a backend (``CrossEncoderScorer.use_backend``)."""
+        assert self._scorer is not None
+        return self._scorer
+
+    @property
     def pairs_scored(self) -> int:
         return self._scorer.pairs_scored if self._scorer else 0
 

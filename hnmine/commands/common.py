@@ -1,0 +1,139 @@
+"""What every command shares: the error console, one-line failures, the progress display, and option tables.
+
+A command's options are a dataclass whose fields carry their typer declarations (``Annotated[type,
+typer.Option(...)] = default``); :func:`takes` turns the fields into the command's parameters and calls the
+command with one instance, so a command function holds only what it does, not 70 declarations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import signal
+from collections.abc import Callable
+from typing import Any, TypeVar, get_type_hints
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from hnmine import progress
+from hnmine.errors import InputError, Terminated
+
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+INPUT = "Input"
+COLUMNS = "Input columns"
+RETRIEVAL = "Retrieval"
+DENSE = "Dense encoder"
+DENOISE = "False-negative filtering"
+SELECT = "Zone and selection"
+OUTPUT = "Output"
+STRATEGY = "Strategies (metric learning, curriculum, topics)"
+ENGINE = "Engine"
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Bad input is one line and a non-zero exit; Ctrl-C and SIGTERM leave no partial output.
+
+    An OSError is the environment (a full disk, a vanished folder), not a bug: one line naming the file.
+    """
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return fn()
+    except InputError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"{what}; {getattr(exc, 'outcome', 'no output was written')}",
+             code=128 + getattr(exc, "signum", signal.SIGINT))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    raise AssertionError("unreachable")
+
+
+def shown(quiet: bool, fn: Callable[[], T]) -> T:
+    """``fn`` under the run's one progress display (bars on a terminal, a line per phase elsewhere), guarded;
+    libraries draw none. The display has closed when this returns, so a summary follows its last line."""
+
+    def run() -> T:
+        progress.quiet_libraries()
+        with progress.use(progress.display_for(err, quiet)):
+            return fn()
+
+    return guarded(run)
+
+
+class CliMessages:
+    """A job's messages on stderr: warnings and notices always, the rest unless ``--quiet``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}")
+
+    def notice(self, message: str) -> None:
+        err.print(message)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            err.print(message)
+
+
+def takes(options: type[T], context: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the fields of the dataclass ``options`` as its parameters; it is called with one instance
+    (after the ``typer.Context`` when ``context``)."""
+    hints = get_type_hints(options, include_extras=True)
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)] \
+        if context else []
+    for f in dataclasses.fields(options):  # type: ignore[arg-type]
+        default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=hints[f.name]))
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def call(**values: Any) -> None:
+            given = [values.pop("ctx")] if context else []
+            return command(*given, options(**values))
+
+        del call.__wrapped__  # typer reads the signature below, not the command's own
+        call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        call.__annotations__ = {p.name: p.annotation for p in params}
+        return call
+
+    return decorate
+
+
+def flags_given(ctx: typer.Context, panels: tuple[str, ...], extra: tuple[str, ...] = (),
+                exclude: tuple[str, ...] = ()) -> list[str]:
+    """The options of ``panels`` (and ``extra``) that the command line set, by their flag names."""
+    given = []
+    for param in ctx.command.params:
+        if param.name in exclude or not param.opts:
+            continue
+        if getattr(param, "rich_help_panel", None) in panels or param.name in extra:
+            source = ctx.get_parameter_source(param.name)  # by name: typer may bundle its own click
+            if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+                given.append(param.opts[0])
+    return given
