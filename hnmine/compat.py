@@ -40,6 +40,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,37 +64,17 @@ OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
 
 
 def mine_hard_negatives(
-    dataset: Any,
-    model: Any,
-    anchor_column_name: str | None = None,
-    positive_column_name: str | None = None,
-    corpus: list[str] | None = None,
-    cross_encoder: Any | None = None,
-    range_min: int = 0,
-    range_max: int | None = None,
-    max_score: float | None = None,
-    min_score: float | None = None,
-    absolute_margin: float | None = None,
-    relative_margin: float | None = None,
-    num_negatives: int = 3,
-    sampling_strategy: Literal["random", "top"] = "top",
-    query_prompt_name: str | None = None,
-    query_prompt: str | None = None,
-    corpus_prompt_name: str | None = None,
-    corpus_prompt: str | None = None,
+    dataset: Any, model: Any, anchor_column_name: str | None = None, positive_column_name: str | None = None,
+    corpus: list[str] | None = None, cross_encoder: Any | None = None, range_min: int = 0,
+    range_max: int | None = None, max_score: float | None = None, min_score: float | None = None,
+    absolute_margin: float | None = None, relative_margin: float | None = None, num_negatives: int = 3,
+    sampling_strategy: Literal["random", "top"] = "top", query_prompt_name: str | None = None,
+    query_prompt: str | None = None, corpus_prompt_name: str | None = None, corpus_prompt: str | None = None,
     include_positives: bool = False,
     output_format: Literal["triplet", "n-tuple", "labeled-pair", "labeled-list"] = "triplet",
-    output_scores: bool = False,
-    batch_size: int = 32,
-    faiss_batch_size: int = 16384,
-    use_faiss: bool = False,
-    use_multi_process: list[str] | bool = False,
-    verbose: bool = True,
-    cache_folder: str | None = None,
-    as_triplets: bool | None = None,
-    margin: float | None = None,
-    *,
-    seed: int = 0,
+    output_scores: bool = False, batch_size: int = 32, faiss_batch_size: int = 16384, use_faiss: bool = False,
+    use_multi_process: list[str] | bool = False, verbose: bool = True, cache_folder: str | None = None,
+    as_triplets: bool | None = None, margin: float | None = None, *, seed: int = 0,
 ) -> Any:
     """Add hard negatives to a ``datasets.Dataset`` of (anchor, positive) pairs; sentence-transformers' contract.
 
@@ -109,26 +90,10 @@ def mine_hard_negatives(
     except ImportError:
         raise ImportError("hnmine.compat needs the 'datasets' package: pip install 'hnmine[datasets]'") from None
     del faiss_batch_size, use_faiss, use_multi_process  # always exact FAISS search, chunked by queries
-    if len(dataset) == 0:
-        raise InputError("The dataset is empty. Please provide a non-empty dataset.")
-    columns = list(dataset.column_names)
-    if not anchor_column_name or anchor_column_name not in columns:
-        anchor_column_name = columns[0]
-    if not positive_column_name or positive_column_name not in columns:
-        if len(columns) < 2:
-            raise InputError("Dataset must contain at least two columns to select the positive column automatically.")
-        positive_column_name = columns[1]
-    if as_triplets is not None:
-        output_format = "triplet" if as_triplets else "n-tuple"
+    anchor_column_name, positive_column_name = _columns(dataset, anchor_column_name, positive_column_name)
+    output_format, output_scores = _output_format(output_format, output_scores, as_triplets, include_positives)
     if margin is not None:
         absolute_margin = margin
-    if output_format == "n-tuple-scores":
-        output_format, output_scores = "n-tuple", True
-    if include_positives and output_format != "n-tuple":
-        logger.warning('include_positives=True: output_format set to "n-tuple" so that the ranking is kept.')
-        output_format = "n-tuple"
-    if output_format not in OUTPUT_FORMATS:
-        raise InputError(f"Invalid output_format: {output_format}. Must be one of {', '.join(OUTPUT_FORMATS)}.")
     if num_negatives < 1:
         raise InputError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
 
@@ -138,41 +103,28 @@ def mine_hard_negatives(
                       doc_ids=[f"c{i}" for i in range(len(corpus or []))])
     max_positives = int(data.positive_counts.max())
     thresholds = any(v is not None for v in (absolute_margin, relative_margin, max_score))
-    if range_max is None:
-        wide = thresholds or (cross_encoder is not None and min_score is not None)
-        range_max = range_min + (10 * num_negatives if wide else num_negatives) + max_positives
-        if verbose:
-            print(f"Setting range_max to {range_max} based on the provided parameters.")
-    if range_min < 0:
-        raise InputError(f"range_min must be non-negative, got range_min={range_min}.")
-    if num_negatives > range_max - range_min:
-        raise InputError(f"Cannot mine {num_negatives} negatives per query: only {range_max - range_min} candidates "
-                         f"remain after skipping the first range_min={range_min} of range_max={range_max}.")
+    range_max = _range_max(range_min, range_max, num_negatives, max_positives,
+                           thresholds or (cross_encoder is not None and min_score is not None), verbose)
 
     st_model = _sentence_transformer(model)
     rescore = cross_encoder is not None and (thresholds or min_score is not None)
+    filters = _Filters(max_score, min_score, absolute_margin,
+                       None if relative_margin is None else 1.0 - relative_margin,
+                       _cross_encoder_path(cross_encoder) if rescore else None, thresholds or min_score is not None)
     with tempfile.TemporaryDirectory(prefix="hnmine-compat-") as tmp:
         query_file, corpus_file = Path(tmp) / "queries.npy", Path(tmp) / "corpus.npy"
-        np.save(query_file, _embeddings(st_model, data.query_texts, "query", query_prompt, query_prompt_name,
-                                        batch_size, verbose, cache_folder))
-        np.save(corpus_file, _embeddings(st_model, data.doc_texts, "document", corpus_prompt, corpus_prompt_name,
-                                         batch_size, verbose, cache_folder))
-        stages: list[Stage] = [DenseRetriever(top_k=range_max + max_positives + 1, corpus_embeddings=str(corpus_file),
-                                              query_embeddings=str(query_file), use_cache=False)]
-        if not include_positives:
-            stages.append(PositiveExcluder())
-        stages.append(RankWindow(range_min, range_max))
-        max_ratio = None if relative_margin is None else 1.0 - relative_margin
-        if rescore:
-            stages.append(CrossEncoderDenoiser(model=_cross_encoder_path(cross_encoder), max_score=max_score,
-                                               margin=absolute_margin, max_ratio=max_ratio, min_score=min_score,
-                                               batch_size=batch_size))
-        elif thresholds or min_score is not None:
-            stages.append(FalseNegativeFilter(max_score, absolute_margin, max_ratio, score_column=SCORE,
-                                              min_score=min_score))
-        stages.append(NegativeSelector(num_negatives=num_negatives, strategy=sampling_strategy, seed=seed))
-        pipeline = Pipeline(stages)
-        mined = _collect(pipeline, data, CE_SCORE if rescore else SCORE)
+        for path, texts, role, prompt, name in ((query_file, data.query_texts, "query", query_prompt,
+                                                 query_prompt_name),
+                                                (corpus_file, data.doc_texts, "document", corpus_prompt,
+                                                 corpus_prompt_name)):
+            np.save(path, _embeddings(st_model, texts, role, prompt, name, batch_size, verbose, cache_folder))
+        stages: list[Stage] = [
+            DenseRetriever(top_k=range_max + max_positives + 1, corpus_embeddings=str(corpus_file),
+                           query_embeddings=str(query_file), use_cache=False),
+            *([] if include_positives else [PositiveExcluder()]), RankWindow(range_min, range_max),
+            *filters.stages(batch_size), NegativeSelector(num_negatives=num_negatives, strategy=sampling_strategy,
+                                                          seed=seed)]
+        mined = _collect(Pipeline(stages), data, CE_SCORE if rescore else SCORE)
     rows = _format(mined, data, output_format, output_scores, num_negatives, anchor_column_name,
                    positive_column_name)
     if verbose:
@@ -181,6 +133,70 @@ def mine_hard_negatives(
         print(f"hnmine: {negatives:,} negatives for {len(mined):,} queries; {short:,} queries have fewer than "
               f"{num_negatives}; {len(rows[anchor_column_name]):,} rows in {output_format} format.")
     return Dataset.from_dict(rows)
+
+
+def _range_max(range_min: int, range_max: int | None, num_negatives: int, max_positives: int, wide: bool,
+               verbose: bool) -> int:
+    """sentence-transformers' default window (wider when score rules will drop candidates), checked."""
+    if range_max is None:
+        range_max = range_min + (10 * num_negatives if wide else num_negatives) + max_positives
+        if verbose:
+            print(f"Setting range_max to {range_max} based on the provided parameters.")
+    if range_min < 0:
+        raise InputError(f"range_min must be non-negative, got range_min={range_min}.")
+    if num_negatives > range_max - range_min:
+        raise InputError(f"Cannot mine {num_negatives} negatives per query: only {range_max - range_min} candidates "
+                         f"remain after skipping the first range_min={range_min} of range_max={range_max}.")
+    return range_max
+
+
+def _columns(dataset: Any, anchor: str | None, positive: str | None) -> tuple[str, str]:
+    """The anchor and positive columns: the named ones, else the first two (sentence-transformers' rule)."""
+    if len(dataset) == 0:
+        raise InputError("The dataset is empty. Please provide a non-empty dataset.")
+    columns = list(dataset.column_names)
+    if not anchor or anchor not in columns:
+        anchor = columns[0]
+    if not positive or positive not in columns:
+        if len(columns) < 2:
+            raise InputError("Dataset must contain at least two columns to select the positive column automatically.")
+        positive = columns[1]
+    return anchor, positive
+
+
+def _output_format(fmt: str, scores: bool, as_triplets: bool | None, include_positives: bool) -> tuple[str, bool]:
+    """sentence-transformers' output format, after its deprecated aliases (as_triplets, n-tuple-scores)."""
+    if as_triplets is not None:
+        fmt = "triplet" if as_triplets else "n-tuple"
+    if fmt == "n-tuple-scores":
+        fmt, scores = "n-tuple", True
+    if include_positives and fmt != "n-tuple":
+        logger.warning('include_positives=True: output_format set to "n-tuple" so that the ranking is kept.')
+        fmt = "n-tuple"
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"Invalid output_format: {fmt}. Must be one of {', '.join(OUTPUT_FORMATS)}.")
+    return fmt, scores
+
+
+@dataclass
+class _Filters:
+    """The score rules: on the cross-encoder's scores when one re-scores, else on the retriever's cosine."""
+
+    max_score: float | None
+    min_score: float | None
+    margin: float | None
+    max_ratio: float | None
+    cross_encoder: str | None
+    any_rule: bool
+
+    def stages(self, batch_size: int) -> list[Stage]:
+        if self.cross_encoder is not None:
+            return [CrossEncoderDenoiser(model=self.cross_encoder, max_score=self.max_score, margin=self.margin,
+                                         max_ratio=self.max_ratio, min_score=self.min_score, batch_size=batch_size)]
+        if self.any_rule:
+            return [FalseNegativeFilter(self.max_score, self.margin, self.max_ratio, score_column=SCORE,
+                                        min_score=self.min_score)]
+        return []
 
 
 def _sentence_transformer(model: Any) -> Any:

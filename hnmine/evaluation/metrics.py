@@ -513,8 +513,6 @@ def _synthetic_markdown(syn: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: str | None = None) -> str:
-    fn, hard, cov, dup, lens = (metrics[k] for k in ("false_negatives", "hardness", "coverage", "duplicates",
-                                                     "lengths"))
     inputs = metrics["inputs"]
     out = ["# hnmine eval", "", f"- mined: `{inputs['mined']}` ({inputs['mined_rows']:,} rows)",
            f"- labels: `{inputs['labels']}` ({inputs['relevant_label_pairs']:,} relevant (query, doc) pairs)",
@@ -522,7 +520,18 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
            "per positive of its query", ""]
     if plot_note:
         out += [f"> {plot_note}", ""]
+    out += _false_negatives_markdown(metrics)
+    out += _hardness_markdown(metrics["hardness"], plots)
+    if "synthetic" in metrics:
+        out += _synthetic_markdown(metrics["synthetic"])
+    out += _coverage_markdown(metrics["coverage"], plots)
+    out += _checks_markdown(metrics["duplicates"], metrics["lengths"])
+    return "\n".join(out)
 
+
+def _false_negatives_markdown(metrics: dict[str, Any]) -> list[str]:
+    fn = metrics["false_negatives"]
+    out: list[str] = []
     out += ["## False negatives", "",
             "Distinct emitted negatives that LABELS marks relevant (`score > 0`).", ""]
     out += _md_table(["group", "negatives", "false negatives", "rate"],
@@ -551,7 +560,11 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
         out += _md_table(["query_id", "query", "negatives", "false negatives", "false-negative ids"],
                          [[w["query_id"], _short(w.get("query")), w["negatives"], w["false_negatives"],
                            ", ".join(w["false_negative_ids"])] for w in fn["worst_queries"]])
+    return out
 
+
+def _hardness_markdown(hard: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    out: list[str] = []
     out += ["## Hardness", "",
             "gap = p − s, with p the query's lowest positive score and s the negative's, on the same scale. "
             "A small gap is a hard negative; a negative gap scores above a positive.", ""]
@@ -574,10 +587,11 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
     if "rank" in hard:
         out += ["Retriever rank of the negatives (`negative_rank`):", ""]
         out += _stats_rows([("rank", hard["rank"])])
+    return out
 
-    if "synthetic" in metrics:
-        out += _synthetic_markdown(metrics["synthetic"])
 
+def _coverage_markdown(cov: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    out: list[str] = []
     out += ["## Coverage", ""]
     rows = [["queries", cov["queries"]], ["rows", cov["rows"]], ["distinct (query, negative) pairs", cov["negatives"]],
             ["distinct negative documents", cov["distinct_negative_documents"]],
@@ -596,7 +610,11 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
                                                       key=lambda kv: int(kv[0])))
     if "negatives_per_query" in plots:
         out += [f"![negatives per query]({plots['negatives_per_query']})", ""]
+    return out
 
+
+def _checks_markdown(dup: dict[str, Any], lens: dict[str, Any] | None) -> list[str]:
+    out: list[str] = []
     out += ["## Duplicates and honesty checks", "", "All should be 0 for hnmine output.", ""]
     out += _md_table(["check", "count"], [
         ["same negative twice for the same (query, positive), rows", dup["repeated_rows"]],
@@ -612,7 +630,7 @@ def render_markdown(metrics: dict[str, Any], plots: dict[str, str], plot_note: s
         out += ["No `negative` text column.", ""]
     else:
         out += _stats_rows([("negative", lens["negative_chars"])])
-    return "\n".join(out)
+    return out
 
 
 def _plot_hist(path: Path, series: list[tuple[str, np.ndarray]], xlabel: str, title: str,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -87,21 +89,27 @@ def _records_table(path: Path, records: list[dict], where: str = "line") -> pa.T
         raise InputError(f"{path}: cannot build a table from its records ({exc})") from None
 
 
-def _read_jsonl(path: Path, role: str) -> pa.Table:
-    """One JSON object per line. Python's parser, so a bad line is named by number, not by byte block."""
-    records: list[dict] = []
+def jsonl_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line. Python's parser, so a bad line is named by number,
+    not by byte block."""
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, 1):
             line = _decode_line(path, raw, line_no)
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}: line {line_no} is a JSON {type(record).__name__}, expected an object")
-            records.append(record)
+
+
+def _read_jsonl(path: Path, role: str) -> pa.Table:
+    """One JSON object per line."""
+    records: list[dict] = []
+    for line_no, record in jsonl_lines(path):
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: line {line_no} is a JSON {type(record).__name__}, expected an object")
+        records.append(record)
     if not records:
         raise InputError(f"{role} file {path}: no records")
     return _records_table(path, records)
