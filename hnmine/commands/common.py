@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from hnmine import progress
 from hnmine.errors import InputError, Terminated
+from hnmine.io.inputs import ColumnNames, InputFiles
 
 err = Console(stderr=True)
 
@@ -137,3 +138,14 @@ def flags_given(ctx: typer.Context, panels: tuple[str, ...], extra: tuple[str, .
             if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
                 given.append(param.opts[0])
     return given
+
+
+def input_files(flags: Any) -> InputFiles:
+    """The input files and column names of a command with ``mine``'s input flags (``mine``, ``synth``)."""
+    columns = ColumnNames(
+        query_id=flags.query_id_column, query=flags.query_column, doc_id=flags.doc_id_column, text=flags.text_column,
+        title=flags.title_column, qrels_query_id=flags.query_id_column, qrels_doc_id=flags.doc_id_column,
+        qrels_score=flags.qrels_score_column, pairs_positive=flags.positive_column,
+        pairs_anchor=("anchor", flags.query_column))
+    return InputFiles(flags.queries, flags.corpus, flags.qrels, flags.pairs, flags.beir, flags.split, columns,
+                      flags.strict)

@@ -21,6 +21,7 @@ from hnmine.commands.common import (
     err,
     flags_given,
     guarded,
+    input_files,
     shown,
     takes,
 )
@@ -291,13 +292,7 @@ class MineFlags:
         rich_help_panel="Engine")] = None
 
     def inputs(self) -> InputFiles:
-        columns = ColumnNames(
-            query_id=self.query_id_column, query=self.query_column, doc_id=self.doc_id_column,
-            text=self.text_column, title=self.title_column, qrels_query_id=self.query_id_column,
-            qrels_doc_id=self.doc_id_column, qrels_score=self.qrels_score_column,
-            pairs_positive=self.positive_column, pairs_anchor=("anchor", self.query_column))
-        return InputFiles(self.queries, self.corpus, self.qrels, self.pairs, self.beir, self.split, columns,
-                          self.strict)
+        return input_files(self)
 
     def dense(self) -> DenseRetriever:
         def text(path: Path | None) -> str | None:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import CliMessages, guarded, takes
+from hnmine.commands.common import CliMessages, guarded, input_files, takes
 from hnmine.config import pipeline_to_toml
 from hnmine.errors import InputError
 from hnmine.io.inputs import ColumnNames, InputFiles
@@ -153,13 +153,7 @@ class SynthFlags:
         rich_help_panel=VERIFY)] = SYNTH.corpus_neighbours
 
     def inputs(self) -> InputFiles:
-        columns = ColumnNames(
-            query_id=self.query_id_column, query=self.query_column, doc_id=self.doc_id_column, text=self.text_column,
-            title=self.title_column, qrels_query_id=self.query_id_column, qrels_doc_id=self.doc_id_column,
-            qrels_score=self.qrels_score_column, pairs_positive=self.positive_column,
-            pairs_anchor=("anchor", self.query_column))
-        return InputFiles(self.queries, self.corpus, self.qrels, self.pairs, self.beir, self.split, columns,
-                          self.strict)
+        return input_files(self)
 
     def stage(self) -> SyntheticNegatives:
         if self.generator_url and self.generator:
