@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import hnmine.cli as cli
 from hnmine import progress
+from hnmine.commands import common
 
 runner = CliRunner()
 PHASES = ["read", "index (BM25)", "encode corpus", "encode queries", "index (dense)", "mine", "write"]
@@ -56,7 +57,7 @@ def test_plain_output_is_one_line_per_phase(sample_dir, tmp_path, tiny_model):
 def test_terminal_gets_one_live_display(sample_dir, tmp_path, tiny_model, monkeypatch):
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=120)
-    monkeypatch.setattr(cli, "err", console)
+    monkeypatch.setattr(common, "err", console)  # the commands' one stderr console
     shown: list[progress.RichDisplay] = []
     real = progress.display_for
 

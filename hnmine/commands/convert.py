@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import err, guarded
+from hnmine.commands import common
+from hnmine.commands.common import guarded
 from hnmine.io.writers import atomic_path, check_output_path
 
 
@@ -33,7 +34,7 @@ def convert(
         for table, target in zip(tables, targets):
             with atomic_path(target) as tmp:
                 pq.write_table(table, tmp)
-        err.print(f"wrote {', '.join(str(t) for t in targets)} "
-                  f"({tables[0].num_rows:,} queries, {tables[1].num_rows:,} docs, {tables[2].num_rows:,} qrels)")
+        common.err.print(f"wrote {', '.join(str(t) for t in targets)} "
+                         f"({tables[0].num_rows:,} queries, {tables[1].num_rows:,} docs, {tables[2].num_rows:,} qrels)")
 
     guarded(run)

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import err, shown, takes
+from hnmine.commands import common
+from hnmine.commands.common import shown, takes
 from hnmine.engines.base import engine_for
 from hnmine.io.manifest import manifest_path, print_summary
 from hnmine.io.triplets import TripletColumns
@@ -97,8 +98,8 @@ def denoise(flags: DenoiseFlags) -> None:
 
     result = shown(flags.quiet, run)
     if not flags.quiet:  # after the display has closed, so the summary follows its last line
-        print_summary(result.report, err, title="hnmine denoise")
+        print_summary(result.report, common.err, title="hnmine denoise")
         scored = f"{result.pairs_scored:,} cross-encoder pair evaluations; " if result.pairs_scored is not None \
             else ""
-        err.print(f"kept {result.rows_kept:,} of {result.rows_in:,} rows; {scored}wrote {result.output} and "
-                  f"{manifest_path(result.output)}", highlight=False, soft_wrap=True)
+        common.err.print(f"kept {result.rows_kept:,} of {result.rows_in:,} rows; {scored}wrote {result.output} and "
+                         f"{manifest_path(result.output)}", highlight=False, soft_wrap=True)

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hnmine.commands.common import err, guarded, takes
+from hnmine.commands import common
+from hnmine.commands.common import guarded, takes
 from hnmine.errors import InputError
 from hnmine.io.writers import check_output_path, write_json_atomic
 
@@ -87,8 +88,8 @@ def _filter_rows(table: Table, m: dict[str, Any], mined: Path, before: Path | No
                   f"{f['false_alarms']:,} / {f['candidates_before'] - f['relevant_before']:,} "
                   f"({_pct(f['false_alarm_rate'])})")
     if f["after_not_in_before"]:
-        err.print(f"[yellow]warning:[/] {f['after_not_in_before']:,} pairs of {mined} are not in {before}: "
-                  "the two runs did not share candidates", highlight=False)
+        common.err.print(f"[yellow]warning:[/] {f['after_not_in_before']:,} pairs of {mined} are not in {before}: "
+                         "the two runs did not share candidates", highlight=False)
 
 
 def render(m: dict[str, Any], mined: Path, labels_path: Path, before: Path | None) -> None:
@@ -108,7 +109,7 @@ def render(m: dict[str, Any], mined: Path, labels_path: Path, before: Path | Non
     worst_queries = m["false_negatives"]["worst_queries"]
     if worst_queries:
         worst = ", ".join(f"{w['query_id']} ({w['false_negatives']})" for w in worst_queries[:5])
-        err.print(f"[yellow]most false negatives[/]: {worst}", highlight=False)
+        common.err.print(f"[yellow]most false negatives[/]: {worst}", highlight=False)
 
 
 @takes(EvalFlags)
@@ -135,10 +136,10 @@ def eval_mined(flags: EvalFlags) -> None:
         if flags.report_dir is not None:
             written, note = write_report(result, flags.report_dir)
             if note:
-                err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
-            err.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+                common.err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
+            common.err.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
         if json_path is not None:
             write_json_atomic(json_path, result.metrics)
-            err.print(f"wrote {json_path}", highlight=False)
+            common.err.print(f"wrote {json_path}", highlight=False)
 
     guarded(run)

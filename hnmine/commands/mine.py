@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from hnmine.commands import common
 from hnmine.commands.common import (
     COLUMNS,
     DENOISE,
@@ -18,7 +19,6 @@ from hnmine.commands.common import (
     SELECT,
     STRATEGY,
     CliMessages,
-    err,
     flags_given,
     guarded,
     input_files,
@@ -340,6 +340,7 @@ def mine(ctx: typer.Context, flags: MineFlags) -> None:
 
     result = shown(flags.quiet, run)
     if not flags.quiet:  # after the display has closed, so the summary follows its last line
-        print_summary(result.report, err)
-        err.print(f"wrote {result.output} ({result.report.rows_written:,} rows) and {manifest_path(result.output)}",
-                  highlight=False, soft_wrap=True)
+        print_summary(result.report, common.err)
+        out = result.output
+        common.err.print(f"wrote {out} ({result.report.rows_written:,} rows) and {manifest_path(out)}",
+                         highlight=False, soft_wrap=True)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import err, guarded
+from hnmine.commands import common
+from hnmine.commands.common import guarded
 from hnmine.jobs.mine import write_tier_files
 
 
@@ -22,6 +23,6 @@ def split(
 
         read_parquet(input, "mined")
         for path in write_tier_files(input, overwrite):
-            err.print(f"wrote {path}")
+            common.err.print(f"wrote {path}")
 
     guarded(run)

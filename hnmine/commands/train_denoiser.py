@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import err, guarded, takes
+from hnmine.commands import common
+from hnmine.commands.common import guarded, takes
 from hnmine.errors import InputError
 from hnmine.io.inputs import InputFiles
 from hnmine.io.writers import atomic_dir
@@ -69,11 +70,11 @@ def train_denoiser_command(flags: TrainDenoiserFlags) -> None:
             negatives_from=flags.negatives_from)
         RankWindow(flags.range_min, flags.range_max)  # validates the window before any work
         data = InputFiles(flags.queries, flags.corpus, flags.qrels, flags.pairs, flags.beir, flags.split).load(
-            lambda message: err.print(f"[yellow]warning:[/] {message}"))
+            lambda message: common.err.print(f"[yellow]warning:[/] {message}"))
         with atomic_dir(output) as tmp:
             info = train_denoiser(data, tmp, cfg)
             shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
-        err.print(f"trained on {info['pairs']:,} pairs ({info['positives']:,} positive) from "
-                  f"{info['queries']:,} queries; saved {output} (use: --cross-encoder {output})")
+        common.err.print(f"trained on {info['pairs']:,} pairs ({info['positives']:,} positive) from "
+                         f"{info['queries']:,} queries; saved {output} (use: --cross-encoder {output})")
 
     guarded(run)
