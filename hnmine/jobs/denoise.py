@@ -17,8 +17,9 @@ from hnmine.io.triplets import TeacherScores, TripletColumns, candidate_batch, r
 from hnmine.io.writers import write_json_atomic
 from hnmine.jobs.chunks import run_chunks
 from hnmine.jobs.mine import finish_engine
-from hnmine.pipeline import MiningReport, Pipeline
+from hnmine.pipeline import CHUNK_SIZE, MiningReport, Pipeline
 from hnmine.recipe import build_denoiser
+from hnmine.stages.cross_encoder import CrossEncoderScorer
 from hnmine.stages.exclusion import PositiveExcluder
 
 
@@ -36,11 +37,11 @@ class DenoiseJob:
     spread_margin: float | None = None
     min_score: float | None = None
     columns: TripletColumns = field(default_factory=TripletColumns)
-    batch_size: int = 32
+    batch_size: int = CrossEncoderScorer.batch_size
     max_length: int | None = None
     device: str | None = None
     dtype: str = "auto"
-    chunk_size: int = 256
+    chunk_size: int = CHUNK_SIZE
     overwrite: bool = False
 
     def manifest_options(self, score_column: str) -> dict[str, Any]:
