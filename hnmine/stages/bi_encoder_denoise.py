@@ -22,25 +22,17 @@ from hnmine.data import MiningData
 from hnmine.engines.encoder import EncoderSettings
 from hnmine.errors import InputError
 from hnmine.stage import Phase, Stage
-from hnmine.stages.false_negatives import FalseNegativeFilter
+from hnmine.stages.false_negatives import FalseNegativeFilter, TeacherRules
 
 
 @dataclass
-class BiEncoderDenoiser(EncoderSettings, Stage):
+class BiEncoderDenoiser(TeacherRules, EncoderSettings, Stage):
     """Add ``teacher_cosine`` from a SentenceTransformer to candidates and positives, then drop likely positives."""
 
     kind: ClassVar[str] = "bi_encoder_denoise"
     phase: ClassVar[Phase] = Phase.FILTER
     adds_columns: ClassVar[tuple[str, ...]] = (TEACHER_COSINE,)
     score_column: ClassVar[str] = TEACHER_COSINE  # type: ignore[misc]  # the column it adds is the one it reads
-    model: str = ""
-    max_score: float | None = None
-    margin: float | None = None
-    max_ratio: float | None = None
-    max_z: float | None = None
-    spread_margin: float | None = None
-    relabel: bool = False
-    max_false_negatives: int | None = None
     min_score: float | None = None
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_emb: np.ndarray | None = field(default=None, init=False, repr=False)

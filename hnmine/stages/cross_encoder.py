@@ -24,7 +24,7 @@ from hnmine.candidates import CE_SCORE, CandidateBatch, set_column
 from hnmine.engines.encoder import looks_like_missing_path
 from hnmine.errors import MAX_RANK, InputError
 from hnmine.stage import Phase, Stage, batch_size_option, option, same_as
-from hnmine.stages.false_negatives import FalseNegativeFilter, false_negative_mask
+from hnmine.stages.false_negatives import FalseNegativeFilter, TeacherRules, false_negative_mask
 
 
 def _check_is_cross_encoder(name: str) -> None:
@@ -162,7 +162,7 @@ class CrossEncoderScorer(Stage):
 
 
 @dataclass
-class CrossEncoderDenoiser(Stage):
+class CrossEncoderDenoiser(TeacherRules, Stage):
     """Score with a cross-encoder, then drop likely false negatives by thresholds on ``ce_score``."""
 
     kind: ClassVar[str] = "cross_encoder_denoise"
@@ -170,14 +170,6 @@ class CrossEncoderDenoiser(Stage):
     phase: ClassVar[Phase] = Phase.FILTER
     adds_columns: ClassVar[tuple[str, ...]] = (CE_SCORE,)
     score_column: ClassVar[str] = CE_SCORE  # type: ignore[misc]  # the column it adds is the one it reads
-    model: str = ""
-    max_score: float | None = None
-    margin: float | None = None
-    max_ratio: float | None = None
-    max_z: float | None = None
-    spread_margin: float | None = None
-    relabel: bool = False
-    max_false_negatives: int | None = None
     batch_size: int = same_as(CrossEncoderScorer, "batch_size", flag="--ce-batch-size")
     device: str | None = None
     max_length: int | None = same_as(CrossEncoderScorer, "max_length", flag="--ce-max-length")

@@ -101,6 +101,20 @@ RULE_OPTIONS = ("max_score", "margin", "max_ratio", "max_z", "spread_margin", "r
 
 
 @dataclass
+class TeacherRules:
+    """A teacher stage's model and rule options, declared once for every teacher (fields in this order)."""
+
+    model: str = ""
+    max_score: float | None = None
+    margin: float | None = None
+    max_ratio: float | None = None
+    max_z: float | None = None
+    spread_margin: float | None = None
+    relabel: bool = False
+    max_false_negatives: int | None = None
+
+
+@dataclass
 class FalseNegativeFilter(Stage):
     """Applies the rules above to ``score_column`` (default: ``ce_score`` if present, else ``score``)."""
 
