@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,9 @@ from hnmine.candidates import CandidateBatch, sort_candidates
 from hnmine.data import MiningData
 from hnmine.stage import Check, Stage
 from hnmine.stages.selection import NegativeSelector
+
+if TYPE_CHECKING:
+    from hnmine.engines.base import Engine
 
 # Queries per chunk, and its valid range, for every way a run is configured (CLI, pipeline file, Python).
 CHUNK_SIZE = 256
@@ -112,6 +116,11 @@ class Pipeline:
     def target_negatives(self) -> int | None:
         selectors = [s for s in self.stages if isinstance(s, NegativeSelector)]
         return selectors[-1].num_negatives if selectors else None
+
+    def use_engine(self, engine: Engine) -> None:
+        """Give every stage the engine its encoding, search and pair scoring run on (``Stage.use_backend``)."""
+        for stage in self.stages:
+            stage.use_backend(engine)
 
     def prepare(self, data: MiningData) -> None:
         start = time.perf_counter()

@@ -29,6 +29,7 @@ from hnmine.errors import MAX_RANK, MAX_SEED, InputError, check_float, check_int
 if TYPE_CHECKING:
     from hnmine.candidates import CandidateBatch
     from hnmine.data import MiningData
+    from hnmine.engines.base import Engine
 
 
 class Phase(enum.IntEnum):
@@ -178,6 +179,27 @@ class Stage:
 
     def prepare(self, data: MiningData) -> None:
         """Whole-corpus setup (an index, corpus embeddings), done once before any chunk; default: none."""
+
+    def use_backend(self, engine: Engine) -> None:
+        """The engine this stage's heavy work runs on (``hnmine.engines.base.Engine``: encode distinct texts,
+        search, score pairs), given by the job before any work; the stages this one holds get it too.
+
+        A stage that encodes or scores pairs does it through :attr:`engine`, so the same stage runs in this
+        process or on a Ray cluster without asking which; a stage that does neither just ignores it.
+        """
+        self.__dict__["_engine"] = engine  # not a dataclass field: no option, not compared, not in pipeline files
+        for part in self.parts():
+            part.use_backend(engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine given by :meth:`use_backend`; the local engine (this process) when none was."""
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            from hnmine.engines.local import LocalEngine
+
+            engine = self.__dict__["_engine"] = LocalEngine()
+        return engine
 
     def notes(self) -> dict[str, Any]:
         """Counts that are not rows (truncated texts, pairs scored), for the summary and the manifest."""

@@ -1,8 +1,11 @@
 """What a job asks of an engine, so it never asks which engine it has.
 
-``LocalEngine`` runs everything in this process (stages encode, search and score on first use);
-``RayEngine`` runs the encoding, search and cross-encoder scoring on a Ray cluster ahead of the chunk loop and
-hands the results to the very same stage objects. Both publish the output through a temporary path.
+An engine is where the heavy work of a run happens: encoding distinct texts, exact search, cross-encoder
+scoring of text pairs, and writing the output. ``LocalEngine`` does it in this process; ``RayEngine`` does it on
+a Ray cluster, most of it ahead of the chunk loop (``prepare_mine``), and answers the stages from those
+results. The job gives the engine to every stage (``Pipeline.use_engine`` -> ``Stage.use_backend``), and a
+stage that encodes or scores pairs asks ``stage.engine`` to do it, so the same stage objects run on either
+engine. Both engines publish the output through a temporary path.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from hnmine.data import MiningData
+    from hnmine.engines.encoder import Encoder
     from hnmine.io.triplets import TripletFile
     from hnmine.io.writers import MinedWriter
     from hnmine.pipeline import Pipeline
+    from hnmine.stages.cross_encoder import CrossEncoderScorer
 
 
 class Engine(Protocol):
@@ -26,11 +32,32 @@ class Engine(Protocol):
         ...
 
     def prepare_mine(self, pipeline: Pipeline, data: MiningData) -> None:
-        """Compute ahead of the chunk loop (encode distinct texts, search, score pairs) what stages need."""
+        """Compute ahead of the chunk loop (encode distinct texts, search, score pairs) what stages need.
+
+        Called after the pipeline's stages were given this engine (``Pipeline.use_engine``)."""
         ...
 
     def prepare_denoise(self, pipeline: Pipeline, triplets: TripletFile) -> None:
         """The same for ``hnmine denoise``: the teacher's pairs, ahead of the chunk loop."""
+        ...
+
+    def encode(self, encoder: Encoder, texts: list[str], prompt: str = "", label: str = "encode") -> np.ndarray:
+        """Unit embeddings of ``texts`` (one row per text) by ``encoder``'s model and settings.
+
+        Each distinct text is embedded once, through ``encoder``'s embedding cache (the same key on every
+        engine); ``encoder.truncated`` counts the texts the model truncated. ``label`` names the progress step.
+        """
+        ...
+
+    def search(self, doc_emb: np.ndarray, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner-product top-``k`` of every query over the corpus: ``(doc_idx, scores)``, best first,
+        ``min(k, corpus size)`` wide; equal scores in the list are in document order. Which of several equal
+        scores at the cut is kept is FAISS's choice: a caller that needs it decided asks for a few more
+        (``DenseRetriever.exact_topk``)."""
+        ...
+
+    def score_pairs(self, scorer: CrossEncoderScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """``scorer``'s cross-encoder score (float64) of each (query text, passage text) pair, in order."""
         ...
 
     def output(self, path: Path) -> AbstractContextManager[Path]:

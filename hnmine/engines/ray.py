@@ -6,7 +6,9 @@ split is: Ray Data ``map_batches`` stages over Arrow shards do the former (encod
 actor pools, one actor per GPU where the cluster has GPUs, CPU actors otherwise; search as one exact FAISS
 index per corpus shard, merged exactly by ``hnmine.engines.sharded_search``), and the driver runs the very same
 ``Pipeline.run_chunk`` over the same stage objects, whose dense retrievers and cross-encoders are handed
-the Ray results through their ``use_backend`` injection points. No stage is forked, so the rows equal a
+the Ray results: the job gives every stage this engine (``Stage.use_backend``), dense retrievers take the
+embeddings and top-k lists computed here (``DenseRetriever.use_results``), and cross-encoders ask this engine's
+``score_pairs``, which answers from the pairs scored ahead. No stage is forked, so the rows equal a
 local run's (scores up to float rounding: see ``tests/test_ray_engine.py``).
 
 Ray is imported only here, and this module only when ``--engine ray`` is asked for: the local engine never
@@ -19,10 +21,11 @@ beside it is the local one plus an ``engine`` entry.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,7 +46,7 @@ from hnmine.io.writers import ROW_GROUP_ROWS, MinedWriter, atomic_dir
 from hnmine.jobs.chunks import run_chunks
 from hnmine.pipeline import Pipeline
 from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
-from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer
+from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer, predict
 from hnmine.stages.dense import EXACT_RESCORE_EXTRA, DenseRetriever
 from hnmine.stages.hybrid import HybridRetriever
 
@@ -102,9 +105,8 @@ class CrossEncoderActor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         pairs = list(zip(batch.column("query").to_pylist(), batch.column("passage").to_pylist()))
-        scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False) if pairs else []
         return pa.table({"row": batch.column("row"),
-                         "score": pa.array(np.asarray(scores, dtype=np.float64).reshape(-1), pa.float64())})
+                         "score": pa.array(predict(self.model, pairs, self.batch_size), pa.float64())})
 
 
 def search_shard_batch(batch: pa.Table, query_emb: np.ndarray, k: int) -> pa.Table:
@@ -115,33 +117,13 @@ def search_shard_batch(batch: pa.Table, query_emb: np.ndarray, k: int) -> pa.Tab
                          "query_idx": np.zeros(0, np.int64)})
 
 
-class PairScores:
-    """Cross-encoder scores keyed by (query text, passage text), scored on Ray; misses are scored on demand.
-
-    Given to ``CrossEncoderScorer.use_backend``: the denoiser asks for the same pairs as in a local run and
-    gets them from here. The Ray engine scores every pair the denoiser could ask for in one pass first
-    (``prescore``), so the run does not start one Ray job per chunk.
-    """
-
-    def __init__(self, engine: RayEngine, scorer: CrossEncoderScorer) -> None:
-        self.engine, self.scorer = engine, scorer
-        self.scores: dict[tuple[str, str], float] = {}
-        self.evaluated = 0
-
-    def prescore(self, pairs: Iterable[tuple[str, str]]) -> None:
-        missing = list(dict.fromkeys(p for p in pairs if p not in self.scores))
-        if missing:
-            self.scores.update(zip(missing, self.engine.score_pairs(self.scorer, missing).tolist()))
-            self.evaluated += len(missing)
-
-    def __call__(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        self.prescore(pairs)
-        return np.array([self.scores[p] for p in pairs], dtype=np.float64)
-
-
 @dataclass
 class RayEngine:
-    """Where and how wide the Ray stages run; ``prepare_*`` hand their results to a pipeline's stages."""
+    """Where and how wide the Ray stages run; ``prepare_*`` hand their results to a pipeline's stages.
+
+    Cross-encoder scores are kept per scorer (``score_pairs``): ``prepare_*`` score every pair the run's
+    cross-encoders will ask for in one pass, so the chunk loop does not start one Ray job per chunk.
+    """
 
     address: str | None = None
     workers: int | None = None
@@ -149,7 +131,8 @@ class RayEngine:
     cpus_per_worker: float = 1.0
     _started: bool = field(default=False, init=False, repr=False)
     _stats: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _pair_scores: list[PairScores] = field(default_factory=list, init=False, repr=False)
+    _scored: dict[int, tuple[CrossEncoderScorer, dict[tuple[str, str], float]]] = field(
+        default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -239,21 +222,23 @@ class RayEngine:
 
     # -- Ray stages ----------------------------------------------------------------------------------------
 
-    def encode(self, texts: list[str], dense: DenseRetriever, prompt: str) -> tuple[np.ndarray, int]:
+    def encode(self, encoder: Encoder, texts: list[str], prompt: str = "", label: str = "encode") -> np.ndarray:
         """Unit embeddings of ``texts``: the driver's ``Encoder`` (de-duplication, embedding cache, the same key
         a local run uses) with an encoder actor pool as its backend for the distinct texts it must compute."""
-        pool = self._pool(dense.device)
-        dtype = self._worker_dtype(dense.dtype, pool)
-        local = dense.encoder()
+        pool = self._pool(encoder.device)
+        dtype = self._worker_dtype(encoder.dtype, pool)
         # dtype None: a GPU pool this driver cannot resolve "auto" for; its workers do, and the cache is skipped
-        local.dtype, local.use_cache = dtype or "float32", local.use_cache and dtype is not None
-        local.distinct_backend = partial(self._encode_distinct, dense, pool, dtype or "auto")
-        emb = local.encode(texts, prompt=prompt)
-        if local.texts_from_cache:
-            self._count("texts read from the embedding cache", local.texts_from_cache)
-        return emb, local.truncated
+        on_ray = dataclasses.replace(encoder, dtype=dtype or "float32", texts_from_cache=0,
+                                     use_cache=encoder.use_cache and dtype is not None)
+        on_ray.distinct_backend = partial(self._encode_distinct, encoder, pool, dtype or "auto")
+        emb = on_ray.encode(texts, prompt=prompt, label=label)
+        if on_ray.texts_from_cache:
+            self._count("texts read from the embedding cache", on_ray.texts_from_cache)
+        encoder.truncated = on_ray.truncated
+        encoder.texts_from_cache += on_ray.texts_from_cache
+        return emb
 
-    def _encode_distinct(self, dense: DenseRetriever, pool: dict[str, Any], dtype: str, distinct: list[str],
+    def _encode_distinct(self, encoder: Encoder, pool: dict[str, Any], dtype: str, distinct: list[str],
                          prompt: str) -> tuple[np.ndarray, int]:
         table = pa.table({"row": np.arange(len(distinct), dtype=np.int64), "text": pa.array(distinct, pa.string())})
         tables = [table.slice(a, b - a) for a, b in shard_bounds(len(distinct), self._num_shards(len(distinct),
@@ -262,7 +247,7 @@ class RayEngine:
         emb: np.ndarray | None = None
         truncated = 0
         for part in self._map(tables, EncodeActor, pool, fn_constructor_kwargs={
-                "model": dense.model, "device": dense.device, "dtype": dtype, "batch_size": dense.batch_size,
+                "model": encoder.model, "device": encoder.device, "dtype": dtype, "batch_size": encoder.batch_size,
                 "prompt": prompt, "threads": pool["threads"]}):
             if part.num_rows == 0:
                 continue
@@ -295,6 +280,15 @@ class RayEngine:
         return merger.result(len(doc_emb))
 
     def score_pairs(self, scorer: CrossEncoderScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Cross-encoder scores of text pairs, in the order given: pairs this scorer had scored before (all of a
+        run's, by ``prepare_*``) from memory, the others on the actor pool."""
+        known = self._scored.setdefault(id(scorer), (scorer, {}))[1]
+        missing = list(dict.fromkeys(p for p in pairs if p not in known))
+        if missing:
+            known.update(zip(missing, self._score_on_ray(scorer, missing).tolist()))
+        return np.array([known[p] for p in pairs], dtype=np.float64)
+
+    def _score_on_ray(self, scorer: CrossEncoderScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Cross-encoder scores of text pairs from an actor pool, in the order given."""
         pool = self._pool(scorer.device)
         table = pa.table({"row": np.arange(len(pairs), dtype=np.int64),
@@ -362,13 +356,14 @@ class RayEngine:
         if dense.corpus_embeddings:
             doc_emb = load_embeddings(dense.corpus_embeddings, data.doc_ids, "doc_id")
         else:
-            doc_emb, notes["passages truncated by the encoder"] = self.encode(data.doc_texts, dense,
-                                                                              dense.corpus_prompt)
+            doc_emb = self.encode(encoder := dense.encoder(), data.doc_texts, dense.corpus_prompt, "encode corpus")
+            notes["passages truncated by the encoder"] = encoder.truncated
         if dense.query_embeddings:
             query_emb = load_embeddings(dense.query_embeddings, data.query_ids, "query_id")
         else:
-            query_emb, notes["queries truncated by the encoder"] = self.encode(data.query_texts, dense,
-                                                                               dense.query_prompt)
+            query_emb = self.encode(encoder := dense.encoder(), data.query_texts, dense.query_prompt,
+                                    "encode queries")
+            notes["queries truncated by the encoder"] = encoder.truncated
         if query_emb.shape[1] != doc_emb.shape[1]:
             raise InputError(f"query embeddings have dimension {query_emb.shape[1]}, corpus embeddings "
                              f"{doc_emb.shape[1]}")
@@ -383,11 +378,11 @@ class RayEngine:
             want = min(want, ids.shape[1])
             return ids[queries, :want], scores[queries, :want]
 
-        dense.use_backend(data, doc_emb, query_emb, searcher, notes)
+        dense.use_results(data, doc_emb, query_emb, searcher, notes)
 
     def _prescore(self, pipeline: Pipeline, data: MiningData,
                   start: Callable[[np.ndarray], CandidateBatch] | None = None) -> None:
-        """Every (query, passage) pair reaching a cross-encoder, scored in one Ray pass per model.
+        """Every (query, passage) pair reaching a cross-encoder, scored in one Ray pass per scorer.
 
         The stages before the first cross-encoder run over every chunk first (the job's chunk loop, on a
         pipeline of those stages only), which gives exactly the pairs the cross-encoder will ask for.
@@ -395,12 +390,6 @@ class RayEngine:
         prefix, scorers = _before_cross_encoder(pipeline)
         if not scorers:
             return
-        backends = []
-        for scorer in scorers:
-            backend = PairScores(self, scorer)
-            scorer.use_backend(backend)
-            backends.append(backend)
-            self._pair_scores.append(backend)
         pairs: dict[tuple[str, str], None] = {}
 
         def collect(batch: CandidateBatch) -> tuple[None, int]:
@@ -413,8 +402,8 @@ class RayEngine:
         head = Pipeline(prefix or [_Unchanged()], chunk_size=pipeline.chunk_size)
         for _ in run_chunks(head, data, collect, start=start):
             pass
-        for backend in backends:
-            backend.prescore(pairs)
+        for scorer in scorers:
+            self.score_pairs(scorer, list(pairs))
 
     def describe(self) -> dict[str, Any]:
         """The ``engine`` entry of the run manifest."""

@@ -83,6 +83,7 @@ def denoise(job: DenoiseJob, engine: Engine | None = None) -> DenoiseResult:
         triplets = read_triplets(job.input, job.columns)
         step.set_note(f"{triplets.table.num_rows:,} rows, {triplets.data.num_queries:,} queries")
     data = triplets.data
+    pipeline.use_engine(engine)  # the teacher encodes or scores pairs on it
     engine.prepare_denoise(pipeline, triplets)  # a Ray cluster scores every pair here, in one pass
     report = pipeline.report
     report.queries, report.documents = data.num_queries, data.num_docs

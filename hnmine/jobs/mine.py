@@ -137,6 +137,7 @@ def _mine(job: MineJob, inputs: InputFiles | MiningData, engine: Engine, message
     n = pipeline.target_negatives
     if n is not None and data.num_docs - 1 < n:
         raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")
+    pipeline.use_engine(engine)  # every stage encodes, searches and scores pairs on it
     engine.prepare_mine(pipeline, data)  # a Ray cluster encodes, searches and cross-encodes here
     inputs_read = {k: input_entry(v) for k, v in data.source.items()}  # hashed now, as read, for the manifest
     checkpoint = ChunkCheckpoint(out, run_fingerprint(data, pipeline, {

@@ -57,8 +57,8 @@ class BiEncoderDenoiser(TeacherRules, EncoderSettings, Stage):
             return
         encoder = self.encoder()
         query_prompt, corpus_prompt = self.prompts(encoder)
-        self._doc_emb = encoder.encode(data.doc_texts, prompt=corpus_prompt, label="teacher: passages")
-        self._query_emb = encoder.encode(data.query_texts, prompt=query_prompt, label="teacher: queries")
+        self._doc_emb = self.engine.encode(encoder, data.doc_texts, corpus_prompt, "teacher: passages")
+        self._query_emb = self.engine.encode(encoder, data.query_texts, query_prompt, "teacher: queries")
         if self._query_emb.shape[1] != self._doc_emb.shape[1]:
             raise InputError(f"bi-encoder {self.model!r}: query and passage embeddings differ in dimension")
         self._data = data

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,9 @@ from hnmine.engines.encoder import looks_like_missing_path
 from hnmine.errors import MAX_RANK, InputError
 from hnmine.stage import Phase, Stage, batch_size_option, option, same_as
 from hnmine.stages.false_negatives import FalseNegativeFilter, TeacherRules, false_negative_mask
+
+if TYPE_CHECKING:
+    from hnmine.engines.base import Engine
 
 
 def _check_is_cross_encoder(name: str) -> None:
@@ -109,6 +112,15 @@ def load_cross_encoder(name: str, device: str | None = None, max_length: int | N
     return model
 
 
+def predict(model: Any, pairs: list[tuple[str, str]], batch_size: int) -> np.ndarray:
+    """A loaded cross-encoder's score of each (query, passage) pair, in order, as float64 (wherever it runs)."""
+    if not pairs:
+        return np.zeros(0, dtype=np.float64)
+    scores = model.predict(pairs, batch_size=batch_size,
+                           show_progress_bar=False)  # the run's display counts queries, not pairs
+    return np.asarray(scores, dtype=np.float64).reshape(-1)
+
+
 @dataclass
 class CrossEncoderScorer(Stage):
     """Adds ``ce_score`` to candidates and positives, each distinct (query, doc) pair scored once."""
@@ -123,15 +135,6 @@ class CrossEncoderScorer(Stage):
     max_length: int | None = option(None, flag="--ce-max-length", minimum=1, maximum=MAX_RANK)
     show_progress: bool = True
     pairs_scored: int = field(default=0, init=False)
-    _predict: Callable[[list[tuple[str, str]]], np.ndarray] | None = field(default=None, init=False, repr=False)
-
-    def use_backend(self, predict: Callable[[list[tuple[str, str]]], np.ndarray] | None) -> None:
-        """Score (query, passage) text pairs elsewhere (``hnmine.engines.ray``'s actor pool) instead of here.
-
-        ``predict`` answers like ``CrossEncoder.predict``: one score per pair, in order. Deduplication, the
-        pair count and everything the denoiser does with the scores stay the same.
-        """
-        self._predict = predict
 
     def score(self, batch: CandidateBatch, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         if len(query_idx) == 0:
@@ -142,12 +145,7 @@ class CrossEncoderScorer(Stage):
         uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
         data = batch.data
         inputs = [(data.query_texts[q], data.doc_texts[d]) for q, d in uniq.tolist()]
-        if self._predict is not None:
-            scores = self._predict(inputs)
-        else:
-            model = load_cross_encoder(self.model, self.device, self.max_length)
-            scores = model.predict(inputs, batch_size=self.batch_size,
-                                   show_progress_bar=False)  # the run's display counts queries, not pairs
+        scores = self.engine.score_pairs(self, inputs)  # this process, or an engine's actor pool
         self.pairs_scored += len(inputs)
         return np.asarray(scores, dtype=np.float64).reshape(-1)[inverse.reshape(-1)]
 
@@ -190,9 +188,13 @@ class CrossEncoderDenoiser(TeacherRules, Stage):
 
     @property
     def scorer(self) -> CrossEncoderScorer:
-        """The scorer of the pairs, which an engine may give a backend (``CrossEncoderScorer.use_backend``)."""
+        """The scorer of the pairs (it scores them on this stage's engine)."""
         assert self._scorer is not None
         return self._scorer
+
+    def use_backend(self, engine: Engine) -> None:
+        super().use_backend(engine)
+        self.scorer.use_backend(engine)
 
     @property
     def pairs_scored(self) -> int:

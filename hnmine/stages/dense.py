@@ -152,10 +152,11 @@ class DenseRetriever(EncoderSettings, Stage):
         """For the run summary: texts the encoder had to truncate, and time spent in the encoder itself."""
         return dict(self._notes)
 
-    def use_backend(self, data: MiningData, doc_emb: np.ndarray, query_emb: np.ndarray,
+    def use_results(self, data: MiningData, doc_emb: np.ndarray, query_emb: np.ndarray,
                     searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
                     notes: dict | None = None) -> None:
-        """Embeddings and top-k lists computed elsewhere (``hnmine.engines.ray``); ``prepare`` then does nothing.
+        """Embeddings and top-k lists an engine computed ahead of the run (``RayEngine.prepare_mine``, with its
+        ``encode`` and ``search``); ``prepare`` then does nothing.
 
         ``searcher(query_idx, k)`` answers like ``search``: ``(doc_idx, scores)``, best first, ``min(k, corpus)``
         wide. Everything downstream (positives' scores, hybrid fusion, clusters) runs unchanged.
@@ -195,12 +196,12 @@ class DenseRetriever(EncoderSettings, Stage):
         if self.corpus_embeddings:
             self._doc_emb = load_embeddings(self.corpus_embeddings, data.doc_ids, "doc_id")
         else:
-            self._doc_emb = encoder.encode(data.doc_texts, prompt=corpus_prompt, label="encode corpus")
+            self._doc_emb = self.engine.encode(encoder, data.doc_texts, corpus_prompt, "encode corpus")
             self._notes["passages truncated by the encoder"] = encoder.truncated
         if self.query_embeddings:
             self._query_emb = load_embeddings(self.query_embeddings, data.query_ids, "query_id")
         else:
-            self._query_emb = encoder.encode(data.query_texts, prompt=query_prompt, label="encode queries")
+            self._query_emb = self.engine.encode(encoder, data.query_texts, query_prompt, "encode queries")
             self._notes["queries truncated by the encoder"] = encoder.truncated
         self._notes["encoder seconds (cache misses only)"] = round(encoder.seconds, 2)
         if not (self.corpus_embeddings and self.query_embeddings):
