@@ -338,9 +338,14 @@ def mine(ctx: typer.Context, flags: MineFlags) -> None:
         engine = engine_for(flags.engine, flags.ray_address, flags.ray_workers, flags.ray_shards)
         return run_mine(job, flags.inputs(), engine, messages)
 
-    result = shown(flags.quiet, run)
-    if not flags.quiet:  # after the display has closed, so the summary follows its last line
-        print_summary(result.report, common.err)
-        out = result.output
-        common.err.print(f"wrote {out} ({result.report.rows_written:,} rows) and {manifest_path(out)}",
-                         highlight=False, soft_wrap=True)
+    render(shown(flags.quiet, run), flags.quiet)
+
+
+def render(result: MineResult, quiet: bool) -> None:
+    """The run summary and what was written, after the display has closed (so it follows its last line)."""
+    if quiet:
+        return
+    print_summary(result.report, common.err)
+    out = result.output
+    common.err.print(f"wrote {out} ({result.report.rows_written:,} rows) and {manifest_path(out)}",
+                     highlight=False, soft_wrap=True)

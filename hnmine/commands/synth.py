@@ -1,26 +1,29 @@
 """``hnmine synth``: mine as ``mine`` does, then mix in LLM-written negatives that passed verification.
 
 The command only assembles a pipeline: the standard recipe (retrieve, exclude positives, rank window, select)
-followed by a ``synthetic_negatives`` stage, written to ``OUTPUT.pipeline.toml`` and run by ``mine``'s own job,
-so the chunk loop, resume, writers and manifest are the same code; ``hnmine mine --config OUTPUT.pipeline.toml``
-reruns it exactly. The manifest then says ``synth`` and carries the generator, prompt and sampling settings.
+followed by a ``synthetic_negatives`` stage, written to ``OUTPUT.pipeline.toml`` and run by the mining job
+(:func:`hnmine.jobs.mine.mine`, as ``hnmine mine --config OUTPUT.pipeline.toml`` would), so the chunk loop,
+resume, writers and manifest are the same code, and that command reruns it exactly. The manifest then says
+``synth`` and carries the generator, prompt and sampling settings.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import CliMessages, guarded, input_files, takes
+from hnmine.commands.common import CliMessages, guarded, input_files, shown, takes
+from hnmine.commands.mine import render
 from hnmine.config import pipeline_to_toml
 from hnmine.errors import InputError
 from hnmine.io.inputs import ColumnNames, InputFiles
 from hnmine.io.manifest import manifest_path
-from hnmine.io.writers import FORMATS, atomic_path, check_output_path
+from hnmine.io.writers import FORMATS, atomic_path, check_output_path, write_json_atomic
+from hnmine.jobs.mine import MineJob
+from hnmine.jobs.mine import mine as run_mine
 from hnmine.recipe import MineOptions, build_pipeline
 from hnmine.stages.synthetic import SyntheticNegatives
 
@@ -206,22 +209,6 @@ class SynthFlags:
             tmp.write_text(toml, encoding="utf-8")
         return stage, out, config
 
-    def mine_args(self, out: Path, config: Path) -> list[str]:
-        """``hnmine mine`` over the pipeline file, with exactly the input and output flags a user would type."""
-        args = ["mine", "--config", str(config), "--output", str(out), "--format", self.format, "--split", self.split]
-        for flag, value in (("--queries", self.queries), ("--corpus", self.corpus), ("--qrels", self.qrels),
-                            ("--pairs", self.pairs), ("--beir", self.beir), ("--query-id-column", self.query_id_column),
-                            ("--query-column", self.query_column), ("--doc-id-column", self.doc_id_column),
-                            ("--text-column", self.text_column), ("--title-column", self.title_column),
-                            ("--qrels-score-column", self.qrels_score_column),
-                            ("--positive-column", self.positive_column)):
-            if value is not None:
-                args += [flag, str(value)]
-        args += [flag for flag, on in (("--strict", self.strict), ("--overwrite", self.overwrite),
-                                       ("--quiet", self.quiet), ("--no-audit-columns", not self.audit_columns),
-                                       ("--no-resume", not self.resume)) if on]
-        return args
-
 
 @takes(SynthFlags)
 def synth(flags: SynthFlags) -> None:
@@ -231,21 +218,14 @@ def synth(flags: SynthFlags) -> None:
         typer.echo(toml)
         return
     stage, out, config = guarded(flags.prepare)
-    # mine's own job runs the pipeline file: the same chunk loop, resume, writers and manifest. Through the
-    # command line parser, so mine sees exactly the flags a user would type (pipeline flags live in the file).
-    from typer.main import get_command
-
-    from hnmine.cli import app
-
-    code = get_command(app).main(args=flags.mine_args(out, config), prog_name="hnmine", standalone_mode=False)
-    if code:
-        raise typer.Exit(code)
-    path = manifest_path(out)
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    # The mining job runs the pipeline file, exactly as `hnmine mine --config FILE` with these inputs would.
+    job = MineJob(out, config=config, format=flags.format, audit_columns=flags.audit_columns,
+                  overwrite=flags.overwrite, resume=flags.resume)
+    result = shown(flags.quiet, lambda: run_mine(job, flags.inputs(), messages=CliMessages(flags.quiet)))
+    manifest = result.manifest
     manifest["command"] = "synth"
     manifest["synthetic"] = {**stage.describe(), "counts": {k.removeprefix("synthetic "): v for k, v in
                                                             manifest["counts"]["notes"].items()
                                                             if k.startswith("synthetic ")}}
-    from hnmine.io.writers import write_json_atomic
-
-    write_json_atomic(path, manifest)
+    write_json_atomic(manifest_path(out), manifest)
+    render(result, flags.quiet)
