@@ -2,7 +2,9 @@
 
 A command's options are a dataclass whose fields carry their typer declarations (``Annotated[type,
 typer.Option(...)] = default``); :func:`takes` turns the fields into the command's parameters and calls the
-command with one instance, so a command function holds only what it does, not 70 declarations.
+command with one instance, so a command function holds only what it does, not 70 declarations. An option
+several commands take is declared here once: the input files and columns of the mining commands
+(:class:`InputFlags`), and typed aliases (``Quiet``, ``Overwrite``, ``Format``, ``RayAddress``, ``RayWorkers``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import functools
 import inspect
 import signal
 from collections.abc import Callable
-from typing import Any, TypeVar, get_type_hints
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
@@ -22,6 +26,7 @@ from rich.markup import escape
 from hnmine import progress
 from hnmine.errors import InputError, Terminated
 from hnmine.io.inputs import ColumnNames, InputFiles
+from hnmine.io.writers import FORMATS
 
 err = Console(stderr=True)
 
@@ -36,6 +41,8 @@ SELECT = "Zone and selection"
 OUTPUT = "Output"
 STRATEGY = "Strategies (metric learning, curriculum, topics)"
 ENGINE = "Engine"
+
+COLUMN_NAMES = ColumnNames()  # the column flags' defaults
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -140,12 +147,64 @@ def flags_given(ctx: typer.Context, panels: tuple[str, ...], extra: tuple[str, .
     return given
 
 
-def input_files(flags: Any) -> InputFiles:
-    """The input files and column names of a command with ``mine``'s input flags (``mine``, ``synth``)."""
-    columns = ColumnNames(
-        query_id=flags.query_id_column, query=flags.query_column, doc_id=flags.doc_id_column, text=flags.text_column,
-        title=flags.title_column, qrels_query_id=flags.query_id_column, qrels_doc_id=flags.doc_id_column,
-        qrels_score=flags.qrels_score_column, pairs_positive=flags.positive_column,
-        pairs_anchor=("anchor", flags.query_column))
-    return InputFiles(flags.queries, flags.corpus, flags.qrels, flags.pairs, flags.beir, flags.split, columns,
-                      flags.strict)
+# Options several commands take, each declared once (with its help text and panel; the default stays beside the
+# field that uses it, where tests/test_registry.py reads it).
+Quiet = Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.", rich_help_panel=OUTPUT)]
+Format = Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.", rich_help_panel=OUTPUT)]
+RayAddress = Annotated[str | None, typer.Option(
+    help="With --engine ray: the cluster to attach to (auto, ray://HOST:10001). Default: none (start a "
+         "local Ray, or use the one this process already initialised).", rich_help_panel=ENGINE)]
+RayWorkers = Annotated[int | None, typer.Option(
+    help="With --engine ray: encoder / cross-encoder actors. Default: one per GPU of the cluster, or one "
+         "per CPU where it has none.", rich_help_panel=ENGINE)]
+
+
+@dataclass
+class InputFlags:
+    """The input files and column names of the commands that mine (``mine``, ``synth``), declared once."""
+
+    queries: Annotated[Path | None, typer.Option(
+        help="Queries file (query_id, query): Parquet, jsonl, json, csv, tsv or a datasets folder (save_to_disk or "
+             "Hub layout). Default: none.", rich_help_panel=INPUT)] = None
+    corpus: Annotated[Path | None, typer.Option(
+        help="Corpus file (doc_id or _id, text, optional title; title is prepended), any format --queries "
+             "reads. With --pairs: extra documents. Default: none.",
+        rich_help_panel=INPUT)] = None
+    qrels: Annotated[Path | None, typer.Option(
+        help="Positives file (query_id, doc_id, optional score > 0; BEIR query-id/corpus-id read too). "
+             "Default: none.",
+                                               rich_help_panel=INPUT)] = None
+    pairs: Annotated[Path | None, typer.Option(
+        help="One pairs file instead of queries/corpus/qrels: (anchor|query, positive|pos) columns, as "
+             "sentence-transformers and FlagEmbedding (pos lists) write them; ids come from the text. "
+             "Default: none.",
+        rich_help_panel=INPUT)] = None
+    beir: Annotated[Path | None, typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels). Default: none.",
+                                              rich_help_panel=INPUT)] = None
+    split: Annotated[str, typer.Option(help="BEIR qrels split to mine.", rich_help_panel=INPUT)] = "train"
+    strict: Annotated[bool, typer.Option(help="Fail, instead of warn and skip, on queries with no positive.",
+                                         rich_help_panel=INPUT)] = False
+    query_id_column: Annotated[str, typer.Option(help="Query id column (queries and qrels).",
+                                                 rich_help_panel=COLUMNS)] = COLUMN_NAMES.query_id
+    query_column: Annotated[str, typer.Option(help="Query text column (queries; anchor alias in pairs).",
+                                              rich_help_panel=COLUMNS)] = COLUMN_NAMES.query
+    doc_id_column: Annotated[str, typer.Option(help="Document id column (corpus and qrels).",
+                                               rich_help_panel=COLUMNS)] = COLUMN_NAMES.doc_id
+    text_column: Annotated[str, typer.Option(
+        help="Document text column.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.text
+    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.title
+    qrels_score_column: Annotated[str, typer.Option(
+        help="Used if present.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.qrels_score
+    positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
+                                                 rich_help_panel=COLUMNS)] = COLUMN_NAMES.pairs_positive
+
+    def inputs(self) -> InputFiles:
+        """The files and column names these flags name."""
+        columns = ColumnNames(
+            query_id=self.query_id_column, query=self.query_column, doc_id=self.doc_id_column,
+            text=self.text_column, title=self.title_column, qrels_query_id=self.query_id_column,
+            qrels_doc_id=self.doc_id_column, qrels_score=self.qrels_score_column,
+            pairs_positive=self.positive_column, pairs_anchor=("anchor", self.query_column))
+        return InputFiles(self.queries, self.corpus, self.qrels, self.pairs, self.beir, self.split, columns,
+                          self.strict)

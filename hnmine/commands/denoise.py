@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hnmine.commands import common
-from hnmine.commands.common import shown, takes
+from hnmine.commands.common import ENGINE, Overwrite, Quiet, RayAddress, RayWorkers, shown, takes
 from hnmine.engines.base import engine_for
 from hnmine.io.manifest import manifest_path, print_summary
 from hnmine.io.triplets import TripletColumns
@@ -61,17 +61,14 @@ class DenoiseFlags:
     dtype: Annotated[str, typer.Option(help="Bi-encoder teacher precision: auto|float32|bfloat16|float16 (see "
                                             "`mine --help`). Default: auto.")] = ENCODER.dtype
     chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = MINE.chunk_size
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False
-    quiet: Annotated[bool, typer.Option(help="No progress bars or summary.")] = False
+    overwrite: Overwrite = False
+    quiet: Quiet = False
     engine: Annotated[str, typer.Option(
         help="local (this process) | ray: cross-encoder scoring runs as a Ray Data "
-             "stage (pip install 'hnmine\\[ray]'); the output is then a directory of Parquet parts.")] = "local"
-    ray_address: Annotated[str | None, typer.Option(
-        help="With --engine ray: the cluster to attach to (auto, ray://HOST:10001). Default: none (start a "
-             "local Ray, or use the one this process already initialised).")] = None
-    ray_workers: Annotated[int | None, typer.Option(
-        help="With --engine ray: encoder / cross-encoder actors. Default: one per GPU of the cluster, or one "
-             "per CPU where it has none.")] = None
+             "stage (pip install 'hnmine\\[ray]'); the output is then a directory of Parquet parts.",
+        rich_help_panel=ENGINE)] = "local"
+    ray_address: RayAddress = None
+    ray_workers: RayWorkers = None
 
     def job(self) -> DenoiseJob:
         return DenoiseJob(

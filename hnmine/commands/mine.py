@@ -10,26 +10,28 @@ import typer
 
 from hnmine.commands import common
 from hnmine.commands.common import (
-    COLUMNS,
     DENOISE,
     DENSE,
-    INPUT,
+    ENGINE,
     OUTPUT,
     RETRIEVAL,
     SELECT,
     STRATEGY,
     CliMessages,
+    Format,
+    InputFlags,
+    Overwrite,
+    Quiet,
+    RayAddress,
+    RayWorkers,
     flags_given,
     guarded,
-    input_files,
     shown,
     takes,
 )
 from hnmine.config import pipeline_to_toml
 from hnmine.engines.base import engine_for
-from hnmine.io.inputs import ColumnNames, InputFiles
 from hnmine.io.manifest import manifest_path, print_summary
-from hnmine.io.writers import FORMATS
 from hnmine.jobs.mine import MineJob, MineResult
 from hnmine.jobs.mine import mine as run_mine
 from hnmine.recipe import MineOptions
@@ -42,50 +44,14 @@ NOT_PIPELINE_FLAGS = ("hide_fraction", "split_tiers")
 # Each option's default is the dataclass field it sets, defined there once (tests/test_registry.py checks them).
 MINE = MineOptions()
 ENCODER = MINE.dense
-COLUMN_NAMES = ColumnNames()
 
 
 @dataclass
-class MineFlags:
-    queries: Annotated[Path | None, typer.Option(
-        help="Queries file (query_id, query): Parquet, jsonl, json, csv, tsv or a datasets folder (save_to_disk or "
-             "Hub layout). Default: none.", rich_help_panel=INPUT)] = None
-    corpus: Annotated[Path | None, typer.Option(
-        help="Corpus file (doc_id or _id, text, optional title; title is prepended), any format --queries "
-             "reads. With --pairs: extra documents. Default: none.",
-        rich_help_panel=INPUT)] = None
-    qrels: Annotated[Path | None, typer.Option(
-        help="Positives file (query_id, doc_id, optional score > 0; BEIR query-id/corpus-id read too). "
-             "Default: none.",
-                                               rich_help_panel=INPUT)] = None
-    pairs: Annotated[Path | None, typer.Option(
-        help="One pairs file instead of queries/corpus/qrels: (anchor|query, positive|pos) columns, as "
-             "sentence-transformers and FlagEmbedding (pos lists) write them; ids come from the text. "
-             "Default: none.",
-        rich_help_panel=INPUT)] = None
-    beir: Annotated[Path | None, typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels). Default: none.",
-                                              rich_help_panel=INPUT)] = None
-    split: Annotated[str, typer.Option(help="BEIR qrels split to mine.", rich_help_panel=INPUT)] = "train"
-    strict: Annotated[bool, typer.Option(help="Fail, instead of warn and skip, on queries with no positive.",
-                                         rich_help_panel=INPUT)] = False
-    query_id_column: Annotated[str, typer.Option(help="Query id column (queries and qrels).",
-                                                 rich_help_panel=COLUMNS)] = COLUMN_NAMES.query_id
-    query_column: Annotated[str, typer.Option(help="Query text column (queries; anchor alias in pairs).",
-                                              rich_help_panel=COLUMNS)] = COLUMN_NAMES.query
-    doc_id_column: Annotated[str, typer.Option(help="Document id column (corpus and qrels).",
-                                               rich_help_panel=COLUMNS)] = COLUMN_NAMES.doc_id
-    text_column: Annotated[str, typer.Option(
-        help="Document text column.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.text
-    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.title
-    qrels_score_column: Annotated[str, typer.Option(
-        help="Used if present.", rich_help_panel=COLUMNS)] = COLUMN_NAMES.qrels_score
-    positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
-                                                 rich_help_panel=COLUMNS)] = COLUMN_NAMES.pairs_positive
+class MineFlags(InputFlags):
     output: Annotated[Path | None, typer.Option(
         help="Output file (Parquet; jsonl for flagembedding and tevatron). Required.",
         rich_help_panel=OUTPUT)] = None
-    format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
-                                        rich_help_panel=OUTPUT)] = "triplet"
+    format: Format = "triplet"
     prompt: Annotated[str | None, typer.Option(
         help="--format flagembedding: a 'prompt' field on every record, the query instruction FlagEmbedding's "
              "trainer prepends (when query_instruction_for_retrieval is set). Default: none.",
@@ -93,8 +59,7 @@ class MineFlags:
     audit_columns: Annotated[bool, typer.Option(
         help="Add ids, ranks and scores after the text columns. --no-audit-columns writes only what a trainer "
              "reads.", rich_help_panel=OUTPUT)] = True
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.",
-                                            rich_help_panel=OUTPUT)] = False
+    overwrite: Overwrite = False
     config: Annotated[Path | None, typer.Option(
         help="Pipeline TOML listing the stages in order; replaces the retrieval/filter/selection flags. "
              "Default: none (the flags build the pipeline).",
@@ -103,7 +68,7 @@ class MineFlags:
                                                rich_help_panel=OUTPUT)] = False
     chunk_size: Annotated[int, typer.Option(help="Queries per chunk; bounds memory.",
                                             rich_help_panel=OUTPUT)] = MINE.chunk_size
-    quiet: Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)] = False
+    quiet: Quiet = False
     resume: Annotated[bool, typer.Option(
         help="Keep finished chunks in .OUTPUT.partial/ so an interrupted run continues where it stopped (same "
              "inputs and options); --no-resume starts over.", rich_help_panel=OUTPUT)] = True
@@ -279,20 +244,13 @@ class MineFlags:
     engine: Annotated[str, typer.Option(
         help="local (this process) | ray: corpus/query encoding, dense search and cross-encoder scoring run as "
              "Ray Data stages (pip install 'hnmine\\[ray]'); the output is then a directory of Parquet parts.",
-        rich_help_panel="Engine")] = "local"
-    ray_address: Annotated[str | None, typer.Option(
-        help="With --engine ray: the cluster to attach to (auto, ray://HOST:10001). Default: none (start a "
-             "local Ray, or use the one this process already initialised).", rich_help_panel="Engine")] = None
-    ray_workers: Annotated[int | None, typer.Option(
-        help="With --engine ray: encoder / cross-encoder actors. Default: one per GPU of the cluster, or one "
-             "per CPU where it has none.", rich_help_panel="Engine")] = None
+        rich_help_panel=ENGINE)] = "local"
+    ray_address: RayAddress = None
+    ray_workers: RayWorkers = None
     ray_shards: Annotated[int | None, typer.Option(
         help="With --engine ray: corpus shards, each encoded and searched (one exact FAISS index) as one unit. "
              "Default: the number of workers, or one per 50,000 passages if more.",
-        rich_help_panel="Engine")] = None
-
-    def inputs(self) -> InputFiles:
-        return input_files(self)
+        rich_help_panel=ENGINE)] = None
 
     def dense(self) -> DenseRetriever:
         def text(path: Path | None) -> str | None:

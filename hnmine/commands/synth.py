@@ -15,20 +15,17 @@ from typing import Annotated
 
 import typer
 
-from hnmine.commands.common import CliMessages, guarded, input_files, shown, takes
+from hnmine.commands.common import OUTPUT, CliMessages, Format, InputFlags, Overwrite, Quiet, guarded, shown, takes
 from hnmine.commands.mine import render
 from hnmine.config import pipeline_to_toml
 from hnmine.errors import InputError
-from hnmine.io.inputs import ColumnNames, InputFiles
 from hnmine.io.manifest import manifest_path
-from hnmine.io.writers import FORMATS, atomic_path, check_output_path, write_json_atomic
+from hnmine.io.writers import atomic_path, check_output_path, write_json_atomic
 from hnmine.jobs.mine import MineJob
 from hnmine.jobs.mine import mine as run_mine
 from hnmine.recipe import MineOptions, build_pipeline
 from hnmine.stages.synthetic import SyntheticNegatives
 
-INPUT = "Input"
-OUTPUT = "Output"
 MINING = "Mined negatives"
 GENERATION = "Generator"
 VERIFY = "Verification (every synthetic negative)"
@@ -36,42 +33,18 @@ VERIFY = "Verification (every synthetic negative)"
 # Each option's default is the dataclass field it sets, defined there once (tests/test_registry.py checks them).
 SYNTH = SyntheticNegatives()
 MINE = MineOptions()
-COLUMN_NAMES = ColumnNames()
 
 
 @dataclass
-class SynthFlags:
-    queries: Annotated[Path | None, typer.Option(help="Queries Parquet (query_id, query). Default: none.",
-                                                 rich_help_panel=INPUT)] = None
-    corpus: Annotated[Path | None, typer.Option(help="Corpus Parquet (doc_id, text, optional title). Default: none.",
-                                                rich_help_panel=INPUT)] = None
-    qrels: Annotated[Path | None, typer.Option(help="Positives Parquet (query_id, doc_id, optional score > 0). "
-                                                    "Default: none.", rich_help_panel=INPUT)] = None
-    pairs: Annotated[Path | None, typer.Option(help="One (anchor|query, positive) file instead. Default: none.",
-                                               rich_help_panel=INPUT)] = None
-    beir: Annotated[Path | None, typer.Option(help="A BEIR folder. Default: none.", rich_help_panel=INPUT)] = None
-    split: Annotated[str, typer.Option(help="BEIR qrels split.", rich_help_panel=INPUT)] = "train"
-    strict: Annotated[bool, typer.Option(help="Fail on queries with no positive.", rich_help_panel=INPUT)] = False
-    query_id_column: Annotated[str, typer.Option(
-        help="Query id column.", rich_help_panel=INPUT)] = COLUMN_NAMES.query_id
-    query_column: Annotated[str, typer.Option(help="Query text column.", rich_help_panel=INPUT)] = COLUMN_NAMES.query
-    doc_id_column: Annotated[str, typer.Option(
-        help="Document id column.", rich_help_panel=INPUT)] = COLUMN_NAMES.doc_id
-    text_column: Annotated[str, typer.Option(help="Document text column.", rich_help_panel=INPUT)] = COLUMN_NAMES.text
-    title_column: Annotated[str, typer.Option(help="Used if present.", rich_help_panel=INPUT)] = COLUMN_NAMES.title
-    qrels_score_column: Annotated[str, typer.Option(
-        help="Used if present.", rich_help_panel=INPUT)] = COLUMN_NAMES.qrels_score
-    positive_column: Annotated[str, typer.Option(help="Pairs file positive column.",
-                                                 rich_help_panel=INPUT)] = COLUMN_NAMES.pairs_positive
+class SynthFlags(InputFlags):
     output: Annotated[Path | None, typer.Option(help="Output file (Parquet; jsonl for flagembedding). Required.",
                                                 rich_help_panel=OUTPUT)] = None
-    format: Annotated[str, typer.Option(help=f"Output layout: {' | '.join(FORMATS)}.",
-                                        rich_help_panel=OUTPUT)] = "triplet"
+    format: Format = "triplet"
     audit_columns: Annotated[bool, typer.Option(help="Ids, ranks, scores and 'source' after the text columns.",
                                                 rich_help_panel=OUTPUT)] = True
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.", rich_help_panel=OUTPUT)] = False
+    overwrite: Overwrite = False
     chunk_size: Annotated[int, typer.Option(help="Queries per chunk.", rich_help_panel=OUTPUT)] = MINE.chunk_size
-    quiet: Annotated[bool, typer.Option(help="No progress bars or summary.", rich_help_panel=OUTPUT)] = False
+    quiet: Quiet = False
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its finished chunks (generations "
                                               "are cached apart, per answer).", rich_help_panel=OUTPUT)] = True
     print_config: Annotated[bool, typer.Option(help="Print the pipeline as TOML and exit.",
@@ -154,9 +127,6 @@ class SynthFlags:
     corpus_neighbours: Annotated[int, typer.Option(
         help="Nearest corpus passages (mining model) checked for near-copies; 0: exact copies only.",
         rich_help_panel=VERIFY)] = SYNTH.corpus_neighbours
-
-    def inputs(self) -> InputFiles:
-        return input_files(self)
 
     def stage(self) -> SyntheticNegatives:
         if self.generator_url and self.generator:
