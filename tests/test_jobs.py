@@ -88,3 +88,42 @@ def test_denoise_from_python_writes_the_cli_bytes(sample_dir: Path, tmp_path: Pa
     assert by_python.read_bytes() == by_cli.read_bytes()
     assert result.rows_in >= result.rows_kept == result.manifest["counts"]["rows_written"]
     assert result.pairs_scored is not None and result.pairs_scored > 0
+
+
+def test_an_interrupted_denoise_resumes_to_the_same_bytes(sample_dir: Path, tmp_path: Path, tiny_cross_encoder: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from hnmine.engines.local import LocalEngine
+
+    mined = tmp_path / "mined.parquet"
+    mine(MineJob(mined, MineOptions(retriever="bm25", num_negatives=3)), sample_inputs(sample_dir))
+
+    def job(out: Path) -> DenoiseJob:
+        return DenoiseJob(mined, out, f"cross-encoder:{tiny_cross_encoder}", margin=0.0, chunk_size=2)
+
+    straight = tmp_path / "straight.parquet"
+    denoise(job(straight))
+    real = LocalEngine.score_pairs
+    calls: list[int] = []
+    interrupt_at = {"call": 2}
+
+    def score_pairs(self: LocalEngine, scorer, pairs):
+        calls.append(len(pairs))
+        if len(calls) == interrupt_at["call"]:
+            raise KeyboardInterrupt
+        return real(self, scorer, pairs)
+
+    monkeypatch.setattr(LocalEngine, "score_pairs", score_pairs)
+    resumed = tmp_path / "resumed.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        denoise(job(resumed))
+    partial = tmp_path / ".resumed.parquet.partial"
+    assert not resumed.exists() and partial.is_dir()  # the first chunk's scores are kept
+    calls.clear()
+    interrupt_at["call"] = 0
+    result = denoise(job(resumed))
+    assert resumed.read_bytes() == straight.read_bytes()
+    chunks = -(-result.report.queries // 2)
+    assert len(calls) == chunks - 1 > 0  # every chunk but the first was scored again
+    assert not partial.exists()
+    assert result.manifest["counts"]["rows_written"] == json.loads(
+        (tmp_path / "straight.parquet.manifest.json").read_text())["counts"]["rows_written"]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hnmine.commands import common
-from hnmine.commands.common import ENGINE, Overwrite, Quiet, RayAddress, RayWorkers, shown, takes
+from hnmine.commands.common import ENGINE, OUTPUT, Overwrite, Quiet, RayAddress, RayWorkers, shown, takes
 from hnmine.engines.base import engine_for
 from hnmine.io.manifest import manifest_path, print_summary
 from hnmine.io.triplets import TripletColumns
@@ -63,6 +63,9 @@ class DenoiseFlags:
     chunk_size: Annotated[int, typer.Option(help="Queries scored per chunk.")] = MINE.chunk_size
     overwrite: Overwrite = False
     quiet: Quiet = False
+    resume: Annotated[bool, typer.Option(
+        help="Keep finished chunks' teacher scores in .OUTPUT.partial/ so an interrupted run continues where it "
+             "stopped (same input and options); --no-resume starts over.", rich_help_panel=OUTPUT)] = True
     engine: Annotated[str, typer.Option(
         help="local (this process) | ray: cross-encoder scoring runs as a Ray Data "
              "stage (pip install 'hnmine\\[ray]'); the output is then a directory of Parquet parts.",
@@ -77,7 +80,7 @@ class DenoiseFlags:
             spread_margin=self.spread_margin, min_score=self.min_score,
             columns=TripletColumns(self.query_column, self.positive_column, self.negative_column),
             batch_size=self.batch_size, max_length=self.max_length, device=self.device, dtype=self.dtype,
-            chunk_size=self.chunk_size, overwrite=self.overwrite)
+            chunk_size=self.chunk_size, overwrite=self.overwrite, resume=self.resume)
 
 
 @takes(DenoiseFlags)

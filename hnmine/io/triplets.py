@@ -136,9 +136,10 @@ def candidate_batch(triplets: TripletFile, queries: np.ndarray) -> CandidateBatc
 class TeacherScores:
     """What a denoising pass keeps: each surviving (query, negative) pair's teacher score, and the positives'.
 
-    ``collect`` is the chunk loop's format step (``hnmine.jobs.chunks.run_chunks``); ``kept_rows`` then
-    selects the file's rows. ``score_column`` is ``ce_score`` for a cross-encoder, ``teacher_cosine`` for a
-    bi-encoder teacher, so a reader never mistakes one scale for the other.
+    ``chunk_scores`` is the chunk loop's format step (``hnmine.jobs.chunks.run_chunks``): a chunk's scored pairs
+    as a table, which the loop checkpoints, so a resumed run reads them back; ``add`` takes each chunk's table,
+    resumed or scored, and ``kept_rows`` then selects the file's rows. ``score_column`` is ``ce_score`` for a
+    cross-encoder, ``teacher_cosine`` for a bi-encoder teacher, so a reader never mistakes one scale for the other.
     """
 
     def __init__(self, score_column: str = CE_SCORE) -> None:
@@ -146,11 +147,24 @@ class TeacherScores:
         self.negatives: dict[tuple[int, int], float] = {}
         self.positives: dict[tuple[int, int], float] = {}
 
-    def collect(self, batch: CandidateBatch) -> tuple[None, int]:
-        for table, into in ((batch.candidates, self.negatives), (batch.positives, self.positives)):
-            cols = table.to_pydict()
-            into.update(zip(zip(cols["query_idx"], cols["doc_idx"]), cols.get(self.score_column, [])))
-        return None, 0
+    def chunk_scores(self, batch: CandidateBatch) -> tuple[pa.Table, int]:
+        """The surviving negatives' and the positives' (query_idx, doc_idx, score), in batch order."""
+        parts = []
+        for table, positive in ((batch.candidates, False), (batch.positives, True)):
+            n = table.num_rows if self.score_column in table.column_names else 0
+            parts.append(pa.table({
+                "positive": pa.array(np.full(n, positive), pa.bool_()),
+                "query_idx": table.column("query_idx").slice(0, n).cast(pa.int64()),
+                "doc_idx": table.column("doc_idx").slice(0, n).cast(pa.int64()),
+                "score": table.column(self.score_column).cast(pa.float32()) if n else pa.array([], pa.float32()),
+            }))
+        return pa.concat_tables(parts), 0
+
+    def add(self, scores: pa.Table) -> None:
+        """One chunk's ``chunk_scores`` table."""
+        cols = scores.to_pydict()
+        for positive, q, d, score in zip(cols["positive"], cols["query_idx"], cols["doc_idx"], cols["score"]):
+            (self.positives if positive else self.negatives)[(q, d)] = score
 
     def kept_rows(self, triplets: TripletFile) -> tuple[pa.Table, int]:
         """The file's rows whose (query, negative) pair survived, with ``positive_<score_column>`` and

@@ -1,20 +1,26 @@
 """The denoising job: an existing triplet file -> its rows whose negative a teacher does not take for a
-positive, with the teacher's scores, and a manifest. ``hnmine denoise`` is a thin layer over :func:`denoise`."""
+positive, with the teacher's scores, and a manifest. ``hnmine denoise`` is a thin layer over :func:`denoise`.
+
+Like mining, it holds the output's lock for the whole run and checkpoints each chunk's teacher scores
+(``hnmine.jobs.checkpoint``), so an interrupted run continues where it stopped and writes the same bytes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hnmine import progress
+from hnmine import __version__, progress
 from hnmine.engines.base import Engine
 from hnmine.errors import InputError
 from hnmine.io.manifest import build_manifest, manifest_path
-from hnmine.io.triplets import TeacherScores, TripletColumns, candidate_batch, read_triplets
+from hnmine.io.triplets import TeacherScores, TripletColumns, TripletFile, candidate_batch, read_triplets
 from hnmine.io.writers import write_json_atomic
+from hnmine.jobs.checkpoint import ChunkCheckpoint, OutputLock, run_fingerprint
 from hnmine.jobs.chunks import run_chunks
 from hnmine.jobs.mine import finish_engine
 from hnmine.pipeline import CHUNK_SIZE, MiningReport, Pipeline
@@ -43,6 +49,7 @@ class DenoiseJob:
     dtype: str = "auto"
     chunk_size: int = CHUNK_SIZE
     overwrite: bool = False
+    resume: bool = True
 
     def manifest_options(self, score_column: str) -> dict[str, Any]:
         return {"scorer": self.teacher, "score_column": score_column, "max_score": self.max_score,
@@ -73,8 +80,22 @@ def denoise(job: DenoiseJob, engine: Engine | None = None) -> DenoiseResult:
     from hnmine.engines.local import LocalEngine
 
     engine = engine or LocalEngine()
-    started = time.time()
     out = engine.check_output(job.output, job.overwrite, "triplet")
+    with OutputLock(out):  # a second run on this output stops here, in one line
+        return _denoise(job, engine, out)
+
+
+def triplets_digest(triplets: TripletFile) -> str:
+    """The file's rows as (query, positive, negative) indexes: with the data's digest, every candidate the run
+    sees (the data alone does not say which negatives each query brings)."""
+    h = hashlib.sha256(b"hnmine-triplets-v1")
+    for rows in (triplets.row_query, triplets.row_positive, triplets.row_negative):
+        h.update(rows.astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def _denoise(job: DenoiseJob, engine: Engine, out: Path) -> DenoiseResult:
+    started = time.time()
     denoiser = build_denoiser(job.teacher, job.max_score, job.margin, job.max_ratio, batch_size=job.batch_size,
                               device=job.device, max_length=job.max_length, dtype=job.dtype, max_z=job.max_z,
                               spread_margin=job.spread_margin, min_score=job.min_score)
@@ -89,15 +110,19 @@ def denoise(job: DenoiseJob, engine: Engine | None = None) -> DenoiseResult:
     report.queries, report.documents = data.num_queries, data.num_docs
     report.positives = int(data.positive_counts.sum())
     pipeline.prepare(data)  # a bi-encoder teacher encodes here, as phases of its own
+    checkpoint = ChunkCheckpoint(out, run_fingerprint(data, pipeline, {
+        "version": __version__, "command": "denoise", "triplets": triplets_digest(triplets),
+        "score_column": denoiser.score_column}), enabled=job.resume)
     scores = TeacherScores(denoiser.score_column)
     with progress.phase("denoise", total=data.num_queries, unit="queries") as step:
-        for _ in run_chunks(pipeline, data, scores.collect, start=partial(candidate_batch, triplets),
-                            on_chunk=step.advance):
-            pass
+        for chunk_scores, _ in run_chunks(pipeline, data, scores.chunk_scores, start=partial(candidate_batch, triplets),
+                                          checkpoint=checkpoint, on_chunk=step.advance):
+            scores.add(chunk_scores)
     table, kept_pairs = scores.kept_rows(triplets)
     writing = progress.begin("write", unit="rows")
     with engine.output(out) as tmp:
         engine.write_table(tmp, table)
+    checkpoint.clear()
     report.rows_written = table.num_rows
     report.negatives_emitted = kept_pairs
     manifest = build_manifest("denoise", pipeline, report, job.manifest_options(denoiser.score_column),
