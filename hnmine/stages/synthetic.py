@@ -162,7 +162,7 @@ class SyntheticNegatives(EncoderSettings, Stage):
         if self.corpus_neighbours:
             import faiss
 
-            emb = np.ascontiguousarray(self.encoder().encode(corpus, prompt=self.corpus_prompt), dtype=np.float32)
+            emb = np.ascontiguousarray(self.engine.encode(self.encoder(), corpus, self.corpus_prompt), dtype=np.float32)
             self._corpus_index = faiss.IndexFlatIP(emb.shape[1])
             self._corpus_index.add(emb)
         self._data = data
@@ -220,15 +220,14 @@ class SyntheticNegatives(EncoderSettings, Stage):
         if not passages:
             return np.zeros(0)
         if self._teacher_kind == "cross-encoder":
-            from hnmine.stages.cross_encoder import load_cross_encoder
+            from hnmine.stages.cross_encoder import CrossEncoderScorer
 
-            model = load_cross_encoder(self._teacher_name, primary_device(self.device), None)
-            scores = model.predict(list(zip(queries, passages)), batch_size=self.batch_size, show_progress_bar=False)
-            return np.asarray(scores, dtype=np.float64).reshape(-1)
+            scorer = CrossEncoderScorer(self._teacher_name, self.batch_size, primary_device(self.device))
+            return self.engine.score_pairs(scorer, list(zip(queries, passages)))
         teacher = Encoder(model=self._teacher_name, device=self.device, batch_size=self.batch_size, dtype=self.dtype,
                           use_cache=False, show_progress=False)
-        q = teacher.encode(queries, prompt=self.query_prompt)
-        p = teacher.encode(passages, prompt=self.corpus_prompt)
+        q = self.engine.encode(teacher, queries, self.query_prompt)
+        p = self.engine.encode(teacher, passages, self.corpus_prompt)
         return np.einsum("ij,ij->i", q, p).astype(np.float64)
 
     def _copy_of(self, text: str, others: list[set[str]]) -> bool:
@@ -266,8 +265,8 @@ class SyntheticNegatives(EncoderSettings, Stage):
         passages = [t for _, t in survivors]
         encoder = self.encoder()
         encoder.use_cache, encoder.show_progress = False, False
-        emb = encoder.encode(passages, prompt=self.corpus_prompt)
-        query_emb = encoder.encode([data.query_texts[q] for q in sq.tolist()], prompt=self.query_prompt)
+        emb = self.engine.encode(encoder, passages, self.corpus_prompt)
+        query_emb = self.engine.encode(encoder, [data.query_texts[q] for q in sq.tolist()], self.query_prompt)
         cosine = np.einsum("ij,ij->i", emb, query_emb).astype(np.float64)
         ok = np.ones(len(survivors), dtype=bool)
         if self._corpus_index is not None:
