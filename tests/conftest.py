@@ -58,6 +58,17 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray of 2 CPUs per test module (skipped without Ray); the engine attaches to it and leaves it
+    running, and it is shut down when the module's tests are done."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE

@@ -11,7 +11,6 @@ on sample_data/ (same negatives, same order), and that every score agrees to 1e-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,17 +27,6 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
 # Ray Data's own context object warns about its deprecated fields on every start; nothing hnmine sets.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray for the module; the engine attaches to it (and leaves it running)."""
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
 
 
 def mine(sample_dir: Path, out: Path, *extra: str) -> None:
@@ -112,6 +100,18 @@ def test_ray_mine_with_cross_encoder_equals_local(ray_local, sample_dir: Path, t
     engine = json.loads((tmp_path / "ray.parquet.manifest.json").read_text())["engine"]
     assert engine["cross-encoder pairs scored on Ray"] > 0
     assert "texts encoded on Ray" not in engine  # a cache hit, as a local rerun
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "hybrid"])
+def test_ray_bm25_and_hybrid_equal_local(ray_local, sample_dir: Path, tmp_path: Path, retriever: str) -> None:
+    """BM25 runs on the driver as locally; hybrid's dense half reads the embeddings a local run cached (as a
+    local rerun would), searched in shards on Ray: every column equals the local run's, floats included."""
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    options = ("--retriever", retriever, "--sampling", "random", "--seed", "3")
+    mine(sample_dir, local, *options)
+    mine(sample_dir, ray_out, *options, "--engine", "ray", "--ray-workers", "2", "--ray-shards", "3")
+    assert pq.read_table(ray_out).equals(pq.read_table(local))
+    assert_same_manifest(local, ray_out)
 
 
 def test_ray_denoise_equals_local(ray_local, sample_dir: Path, tmp_path: Path, tiny_cross_encoder: str) -> None:

@@ -251,6 +251,11 @@ class MineFlags(InputFlags):
         help="With --engine ray: corpus shards, each encoded and searched (one exact FAISS index) as one unit. "
              "Default: the number of workers, or one per 50,000 passages if more.",
         rich_help_panel=ENGINE)] = None
+    ray_corpus: Annotated[str | None, typer.Option(
+        help="With --engine ray: where the corpus lives. driver: read here, encoded and searched on Ray. workers: "
+             "each corpus shard is read from the --corpus Parquet (any pyarrow.fs path), embedded and indexed by a "
+             "Ray actor, and the driver holds only query-side state (dense retrieval; no BM25/hybrid yet). "
+             "Default: driver.", rich_help_panel=ENGINE)] = None
 
     def dense(self) -> DenseRetriever:
         def text(path: Path | None) -> str | None:
@@ -293,7 +298,7 @@ def mine(ctx: typer.Context, flags: MineFlags) -> None:
         return
 
     def run() -> MineResult:
-        engine = engine_for(flags.engine, flags.ray_address, flags.ray_workers, flags.ray_shards)
+        engine = engine_for(flags.engine, flags.ray_address, flags.ray_workers, flags.ray_shards, flags.ray_corpus)
         return run_mine(job, flags.inputs(), engine, messages)
 
     render(shown(flags.quiet, run), flags.quiet)

@@ -10,6 +10,7 @@ engine. Both engines publish the output through a temporary path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
     from hnmine.data import MiningData
     from hnmine.engines.encoder import Encoder
+    from hnmine.io.inputs import InputFiles
     from hnmine.io.triplets import TripletFile
     from hnmine.io.writers import MinedWriter
     from hnmine.pipeline import Pipeline
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 class Engine(Protocol):
     def check_output(self, path: Path, overwrite: bool, fmt: str) -> Path:
         """Refuse an output this engine cannot write, before any work."""
+        ...
+
+    def read_inputs(self, inputs: InputFiles, warn: Callable[[str], None] | None = None) -> MiningData:
+        """The mining input (the Ray engine with ``--ray-corpus workers`` leaves the corpus on its workers)."""
         ...
 
     def prepare_mine(self, pipeline: Pipeline, data: MiningData) -> None:
@@ -83,13 +89,13 @@ class Engine(Protocol):
 
 
 def engine_for(name: str, address: str | None = None, workers: int | None = None,
-               shards: int | None = None) -> Engine:
+               shards: int | None = None, corpus: str | None = None) -> Engine:
     """``--engine local|ray``. Ray is imported only when asked for, so it stays an optional dependency."""
     from hnmine.errors import InputError
 
     if name == "local":
-        given = [n for n, v in (("--ray-address", address), ("--ray-workers", workers), ("--ray-shards", shards))
-                 if v is not None]
+        given = [n for n, v in (("--ray-address", address), ("--ray-workers", workers), ("--ray-shards", shards),
+                                ("--ray-corpus", corpus)) if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} needs --engine ray")
         from hnmine.engines.local import LocalEngine
@@ -99,4 +105,4 @@ def engine_for(name: str, address: str | None = None, workers: int | None = None
         raise InputError(f"--engine {name!r}: expected local or ray")
     from hnmine.engines.ray import RayEngine
 
-    return RayEngine(address=address, workers=workers, shards=shards)
+    return RayEngine(address=address, workers=workers, shards=shards, corpus=corpus or "driver")

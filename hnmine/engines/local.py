@@ -7,7 +7,7 @@ Ray shards run, a cross-encoder's ``predict``): an engine adds no second copy of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from hnmine.data import MiningData
 from hnmine.engines.encoder import Encoder
 from hnmine.engines.sharded_search import sharded_search
+from hnmine.io.inputs import InputFiles
 from hnmine.io.manifest import manifest_path
 from hnmine.io.triplets import TripletFile
 from hnmine.io.writers import MinedWriter, atomic_path, check_output_path
@@ -34,6 +35,9 @@ class LocalEngine:
 
     def check_output(self, path: Path, overwrite: bool, fmt: str) -> Path:
         return check_output_path(path, overwrite, (manifest_path(Path(path)),))
+
+    def read_inputs(self, inputs: InputFiles, warn: Callable[[str], None] | None = None) -> MiningData:
+        return inputs.load(warn)
 
     def prepare_mine(self, pipeline: Pipeline, data: MiningData) -> None:
         """Nothing ahead of the chunks: each stage prepares itself."""

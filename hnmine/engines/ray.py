@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,20 +39,26 @@ import pyarrow.parquet as pq
 from hnmine.candidates import CandidateBatch
 from hnmine.data import MiningData
 from hnmine.engines.encoder import Encoder, resolve_dtype
+from hnmine.engines.ray_corpus import ShardedCorpus, ShardEmbeddings
 from hnmine.engines.sharded_search import TopKMerger, search_shard, shard_bounds
 from hnmine.errors import InputError
+from hnmine.io.inputs import InputFiles
 from hnmine.io.triplets import TripletFile, candidate_batch
 from hnmine.io.writers import ROW_GROUP_ROWS, MinedWriter, atomic_dir
 from hnmine.jobs.chunks import run_chunks
 from hnmine.pipeline import Pipeline
 from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
+from hnmine.stages.bm25 import BM25Retriever
 from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer, predict
 from hnmine.stages.dense import EXACT_RESCORE_EXTRA, DenseRetriever
 from hnmine.stages.hybrid import HybridRetriever
+from hnmine.stages.siblings import SiblingFilter
+from hnmine.stages.synthetic import SyntheticNegatives
 
 ROWS_PER_SHARD = 50_000  # corpus rows per encoding/search shard unless --ray-shards says otherwise
 PAIRS_PER_BATCH = 4_096  # cross-encoder pairs handed to an actor at a time
 ROWS_PER_PART = 8 * ROW_GROUP_ROWS  # output rows per Parquet part
+CORPUS_PLACES = ("driver", "workers")  # --ray-corpus
 
 
 def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -129,6 +135,8 @@ class RayEngine:
     workers: int | None = None
     shards: int | None = None
     cpus_per_worker: float = 1.0
+    corpus: str = "driver"  # --ray-corpus: where the corpus lives (driver | workers: hnmine.engines.ray_corpus)
+    _sharded: ShardedCorpus | None = field(default=None, init=False, repr=False)
     _started: bool = field(default=False, init=False, repr=False)
     _stats: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _scored: dict[int, tuple[CrossEncoderScorer, dict[tuple[str, str], float]]] = field(
@@ -139,6 +147,18 @@ class RayEngine:
             raise InputError(f"--ray-workers must be >= 1, got {self.workers}")
         if self.shards is not None and self.shards < 1:
             raise InputError(f"--ray-shards must be >= 1, got {self.shards}")
+        if self.corpus not in CORPUS_PLACES:
+            raise InputError(f"--ray-corpus {self.corpus!r}: expected driver or workers")
+
+    def read_inputs(self, inputs: InputFiles, warn: Callable[[str], None] | None = None) -> MiningData:
+        """The mining input. With ``--ray-corpus workers`` the corpus is read by shard actors, not here."""
+        if self.corpus == "driver":
+            return inputs.load(warn)
+        if inputs.pairs is not None or inputs.beir is not None:
+            raise InputError("--ray-corpus workers reads --queries, --corpus (Parquet) and --qrels; a pairs file "
+                             "or a BEIR folder brings its corpus to the driver (use --ray-corpus driver)")
+        self._sharded = ShardedCorpus(self)
+        return replace(inputs, corpus_reader=self._sharded).load(warn)
 
     # -- cluster -------------------------------------------------------------------------------------------
 
@@ -313,8 +333,10 @@ class RayEngine:
 
     def check_pipeline(self, pipeline: Pipeline) -> None:
         """Refuse, in one line, what the Ray engine does not distribute, before any work starts."""
+        if self.corpus == "workers":
+            self._check_corpus_on_workers(pipeline)
         for dense in _dense_retrievers(pipeline):
-            if dense.index != "flat":
+            if dense.index != "flat" and self.corpus == "driver":
                 raise InputError(f"--engine ray: --index {dense.index} is not supported (the Ray engine searches "
                                  "exact per-shard indexes; use --index flat)")
             if dense.save_index or dense.load_index:
@@ -326,6 +348,18 @@ class RayEngine:
         if any(isinstance(s, BiEncoderDenoiser) for s in pipeline.stages):
             raise InputError("--engine ray: a bi-encoder teacher is not distributed yet; use a cross-encoder "
                              "or --engine local")
+
+    def _check_corpus_on_workers(self, pipeline: Pipeline) -> None:
+        """What needs the whole corpus on the driver is refused with ``--ray-corpus workers``."""
+        for stage in pipeline.stages:
+            if isinstance(stage, (BM25Retriever, HybridRetriever, SyntheticNegatives)) or (
+                    isinstance(stage, SiblingFilter) and stage.lexical_top is not None):
+                raise InputError(f"--ray-corpus workers: the {stage.kind} stage needs the whole corpus on the "
+                                 "driver (BM25 on the shards is not built yet); use --ray-corpus driver")
+        searched = [d for d in _dense_retrievers(pipeline) if _searched(pipeline, d)]
+        if len(searched) > 1:
+            raise InputError("--ray-corpus workers: one dense retriever searches the corpus shards; this pipeline "
+                             f"has {len(searched)}")
 
     def prepare_mine(self, pipeline: Pipeline, data: MiningData) -> None:
         """Encode, search and cross-encode on Ray, and give the results to the pipeline's stages."""
@@ -353,7 +387,9 @@ class RayEngine:
         if unsupported:
             raise InputError(f"{', '.join(unsupported)} is not available with --engine ray yet (its workers load "
                              "the model themselves); give the prompt text with --query-prompt/--corpus-prompt")
-        if dense.corpus_embeddings:
+        if self._sharded is not None:
+            doc_emb = None
+        elif dense.corpus_embeddings:
             doc_emb = load_embeddings(dense.corpus_embeddings, data.doc_ids, "doc_id")
         else:
             doc_emb = self.encode(encoder := dense.encoder(), data.doc_texts, dense.corpus_prompt, "encode corpus")
@@ -364,21 +400,49 @@ class RayEngine:
             query_emb = self.encode(encoder := dense.encoder(), data.query_texts, dense.query_prompt,
                                     "encode queries")
             notes["queries truncated by the encoder"] = encoder.truncated
-        if query_emb.shape[1] != doc_emb.shape[1]:
-            raise InputError(f"query embeddings have dimension {query_emb.shape[1]}, corpus embeddings "
-                             f"{doc_emb.shape[1]}")
-        if k:
-            ids, scores = self.search(doc_emb, query_emb, k)
-        else:  # nothing searches with it: no Ray search job
-            ids, scores = np.zeros((len(query_emb), 0), np.int64), np.zeros((len(query_emb), 0), np.float32)
+        if doc_emb is None:
+            doc_emb, ids, scores = self._search_shards(dense, data, query_emb, k, notes)
+        else:
+            if query_emb.shape[1] != doc_emb.shape[1]:
+                raise InputError(f"query embeddings have dimension {query_emb.shape[1]}, corpus embeddings "
+                                 f"{doc_emb.shape[1]}")
+            if k:
+                ids, scores = self.search(doc_emb, query_emb, k)
+            else:  # nothing searches with it: no Ray search job
+                ids, scores = np.zeros((len(query_emb), 0), np.int64), np.zeros((len(query_emb), 0), np.float32)
 
         def searcher(queries: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
             if want > ids.shape[1] and ids.shape[1] < len(doc_emb):
                 raise RuntimeError(f"Ray search ran with k={ids.shape[1]}, a stage asked for {want}")
             want = min(want, ids.shape[1])
+            if self._sharded is not None and ids.shape[1]:  # this chunk's candidates and positives, at once
+                self._sharded.window(np.concatenate([ids[queries].reshape(-1), *(
+                    data.pooled_positives_of(int(q)) for q in queries)]))
             return ids[queries, :want], scores[queries, :want]
 
         dense.use_results(data, doc_emb, query_emb, searcher, notes)
+
+    def _search_shards(self, dense: DenseRetriever, data: MiningData, query_emb: np.ndarray, k: int,
+                       notes: dict[str, float]) -> tuple[ShardEmbeddings, np.ndarray, np.ndarray]:
+        """``--ray-corpus workers``: the shards embed and index their rows and answer the queries' top-k; the
+        candidates' and positives' rows (ids, texts, embeddings) are then fetched to the driver in one pass."""
+        assert self._sharded is not None
+        corpus = self._sharded
+        empty = np.zeros((len(query_emb), 0), np.int64), np.zeros((len(query_emb), 0), np.float32)
+        if not k:  # the query clusters' own retriever: queries only, nothing on the shards
+            return ShardEmbeddings(corpus), *empty
+        pool = self._pool(dense.device)
+        shard_notes = corpus.embed(dense, self._worker_dtype(dense.dtype, pool), pool["threads"])
+        dim = int(shard_notes.pop("dimension"))
+        if query_emb.shape[1] != dim:
+            raise InputError(f"query embeddings have dimension {query_emb.shape[1]}, corpus embeddings {dim}")
+        for key in ("texts encoded on Ray", "encode seconds on Ray", "texts read from the embedding cache"):
+            value = shard_notes.pop(key, 0)
+            if value:  # the manifest's engine entry, as for texts encoded by the driver's pool
+                self._count(key, value)
+        notes.update(shard_notes)
+        ids, scores = corpus.search(query_emb, k, exact=dense.index == "flat")
+        return ShardEmbeddings(corpus), ids, scores
 
     def _prescore(self, pipeline: Pipeline, data: MiningData,
                   start: Callable[[np.ndarray], CandidateBatch] | None = None) -> None:
@@ -407,7 +471,8 @@ class RayEngine:
 
     def describe(self) -> dict[str, Any]:
         """The ``engine`` entry of the run manifest."""
-        return {"kind": "ray", "workers": self.workers, "shards": self.shards, **self._stats}
+        sharded = self._sharded.stats if self._sharded is not None else {}
+        return {"kind": "ray", "workers": self.workers, "shards": self.shards, **self._stats, **sharded}
 
     # -- output --------------------------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -73,15 +74,18 @@ def _plain_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
-def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
-    """Ids may be strings or integers in the file; internally they are strings so joins never mix types."""
+def id_column(table: pa.Table, path: str | Path, name: str, first_row: int = 0) -> list[str]:
+    """Ids may be strings or integers in the file; internally they are strings so joins never mix types.
+
+    ``first_row``: the file row of the table's first row, where the table is a slice (a corpus shard), so an
+    error names the row of the file."""
     column = _plain_strings(table.column(name))
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
             or pa.types.is_integer(column.type)):
         raise InputError(f"{path}: column '{name}' has type {column.type}, expected string or integer ids")
     nulls = pc.is_null(column)
     if pc.any(nulls).as_py():
-        row = pc.index(nulls, True).as_py()
+        row = pc.index(nulls, True).as_py() + first_row
         raise InputError(f"{path}: column '{name}' row {row} (0-based) is null")
     try:
         values = column.to_pylist()
@@ -91,7 +95,7 @@ def id_column(table: pa.Table, path: str | Path, name: str) -> list[str]:
 
 
 def text_column(table: pa.Table, path: str | Path, name: str, ids: list[str] | None = None,
-                id_name: str = "", allow_empty: bool = False) -> list[str]:
+                id_name: str = "", allow_empty: bool = False, first_row: int = 0) -> list[str]:
     """Texts must be non-empty strings: an empty passage would become a meaningless negative."""
     column = _plain_strings(table.column(name))
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -106,13 +110,13 @@ def text_column(table: pa.Table, path: str | Path, name: str, ids: list[str] | N
         if value is None or not value.strip():
             what = "null" if value is None else "empty"
             at = f" ({id_name}={ids[row]!r})" if ids is not None else ""
-            raise InputError(f"{path}: column '{name}' row {row} (0-based){at} is {what}")
+            raise InputError(f"{path}: column '{name}' row {row + first_row} (0-based){at} is {what}")
     return values
 
 
-def _check_unique(ids: list[str], path: str | Path, name: str) -> None:
+def _check_unique(ids: list[str], path: str | Path, name: str, first_row: int = 0) -> None:
     seen: dict[str, int] = {}
-    for row, value in enumerate(ids):
+    for row, value in enumerate(ids, start=first_row):
         if value in seen:
             raise InputError(
                 f"{path}: duplicate {name} {value!r} in rows {seen[value]} and {row} (0-based)"
@@ -123,13 +127,22 @@ def _check_unique(ids: list[str], path: str | Path, name: str) -> None:
 def read_corpus(path: str | Path, columns: ColumnNames = ColumnNames()) -> tuple[list[str], list[str]]:
     """Corpus ids and retrieval texts, with the title prepended where there is one (the BEIR convention)."""
     table = read_table(path, "corpus")
+    if table.num_rows == 0:
+        corpus_rows(table, path, columns)  # a missing column is named first
+        raise InputError(f"{path}: the corpus is empty")
+    return corpus_rows(table, path, columns)
+
+
+def corpus_rows(table: pa.Table, path: str | Path, columns: ColumnNames = ColumnNames(),
+                first_row: int = 0) -> tuple[list[str], list[str]]:
+    """Ids and retrieval texts of corpus rows, checked: the whole file, or one shard of it (``first_row``:
+    the file row of the table's first row, so errors name the file's row). The Ray engine's corpus shards read
+    their rows through here, so a shard is validated and titled exactly as a local run's corpus."""
     id_name = pick_column(table, path, columns.doc_id, ColumnNames.doc_id, ID_ALIASES)
     _require(table, path, [columns.text])
-    if table.num_rows == 0:
-        raise InputError(f"{path}: the corpus is empty")
-    ids = id_column(table, path, id_name)
-    _check_unique(ids, path, id_name)
-    texts = text_column(table, path, columns.text, ids, id_name)
+    ids = id_column(table, path, id_name, first_row)
+    _check_unique(ids, path, id_name, first_row)
+    texts = text_column(table, path, columns.text, ids, id_name, first_row=first_row)
     if columns.title in table.column_names:
         titles = text_column(table, path, columns.title, ids, id_name, allow_empty=True)
         texts = [f"{t.strip()} {x}" if t and t.strip() else x for t, x in zip(titles, texts)]
@@ -184,10 +197,10 @@ def qrels_pairs(table: pa.Table, path: str | Path, columns: ColumnNames = Column
     return list(zip(qids, dids))
 
 
-def _link_qrels(qrels: list[tuple[str, str]], query_ids: list[str], doc_ids: list[str],
+def _link_qrels(qrels: list[tuple[str, str]], query_ids: list[str], dpos: Mapping[str, int],
                 path: str | Path) -> list[tuple[int, int]]:
+    """Positives as (query index, doc index); ``dpos`` maps at least every doc id the qrels name to its index."""
     qpos = {q: i for i, q in enumerate(query_ids)}
-    dpos = {d: i for i, d in enumerate(doc_ids)}
     pairs = []
     for row, (q, d) in enumerate(qrels):
         if q not in qpos:
@@ -198,12 +211,32 @@ def _link_qrels(qrels: list[tuple[str, str]], query_ids: list[str], doc_ids: lis
     return pairs
 
 
+class CorpusReader(Protocol):
+    """Reads a corpus file for ``load_qrels_inputs``: its ids and texts, and where some ids are.
+
+    The default reads the whole file here; the Ray engine's ``ShardedCorpus`` leaves it on the workers and
+    returns sequences that fetch rows on demand, so the driver never holds the corpus.
+    """
+
+    def __call__(self, path: str | Path, columns: ColumnNames) -> tuple[Sequence[str], Sequence[str],
+                                                                       Callable[[set[str]], Mapping[str, int]]]:
+        ...
+
+
+def read_whole_corpus(path: str | Path, columns: ColumnNames) -> tuple[
+        list[str], list[str], Callable[[set[str]], Mapping[str, int]]]:
+    doc_ids, doc_texts = read_corpus(path, columns)
+    return doc_ids, doc_texts, lambda _wanted: {d: i for i, d in enumerate(doc_ids)}
+
+
 def load_qrels_inputs(queries: str | Path, corpus: str | Path, qrels: str | Path,
-                      columns: ColumnNames = ColumnNames()) -> MiningData:
+                      columns: ColumnNames = ColumnNames(), corpus_reader: CorpusReader = read_whole_corpus,
+                      ) -> MiningData:
     """Queries + corpus + qrels, the layout of IR datasets."""
     query_ids, query_texts = read_queries(queries, columns)
-    doc_ids, doc_texts = read_corpus(corpus, columns)
-    pairs = _link_qrels(read_qrels(qrels, columns), query_ids, doc_ids, qrels)
+    doc_ids, doc_texts, locate = corpus_reader(corpus, columns)
+    positives = read_qrels(qrels, columns)
+    pairs = _link_qrels(positives, query_ids, locate({d for _, d in positives}), qrels)
     return MiningData.from_pairs(
         query_ids, query_texts, doc_ids, doc_texts, pairs,
         source={"queries": str(queries), "corpus": str(corpus), "qrels": str(qrels)},
@@ -387,7 +420,7 @@ def load_beir(root: str | Path, split: str = "train") -> MiningData:
     qrels = [(q, d) for q, d, s in zip(*(qrels_t.column(c).to_pylist() for c in ("query_id", "doc_id", "score")))
              if s > 0]
     qrels_path = _beir_qrels_path(Path(root), split)
-    pairs = _link_qrels(qrels, query_ids, doc_ids, qrels_path)
+    pairs = _link_qrels(qrels, query_ids, {d: i for i, d in enumerate(doc_ids)}, qrels_path)
     # The files themselves, so the manifest hashes them and a resumed run notices when one changed.
     source = {"beir": tag, "corpus": str(Path(root) / "corpus.jsonl"), "queries": str(Path(root) / "queries.jsonl"),
               "qrels": str(qrels_path)}
@@ -412,6 +445,7 @@ class InputFiles:
     split: str = "train"
     columns: ColumnNames = field(default_factory=ColumnNames)
     strict: bool = False
+    corpus_reader: CorpusReader = read_whole_corpus  # the Ray engine's: the corpus stays on its workers
 
     @property
     def given(self) -> bool:
@@ -445,4 +479,4 @@ class InputFiles:
         if missing:
             raise InputError(f"missing {', '.join(missing)} (or give --pairs P.parquet, or --beir DIR)")
         assert self.queries and self.corpus and self.qrels
-        return load_qrels_inputs(self.queries, self.corpus, self.qrels, self.columns)
+        return load_qrels_inputs(self.queries, self.corpus, self.qrels, self.columns, self.corpus_reader)

@@ -35,7 +35,7 @@ def fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _update_texts(h: Any, values: list[str]) -> None:
+def update_texts(h: Any, values: list[str]) -> None:
     h.update(len(values).to_bytes(8, "little"))
     for value in values:
         raw = value.encode("utf-8", "surrogatepass")
@@ -51,7 +51,9 @@ def data_digest(data: Any) -> str:
     """
     h = hashlib.sha256(b"hnmine-data-v1")
     for values in (data.query_ids, data.query_texts, data.doc_ids, data.doc_texts):
-        _update_texts(h, values)
+        # A corpus left on Ray workers is hashed there, shard by shard (ShardedCorpus.content_digest)
+        digest = getattr(values, "content_digest", None)
+        h.update(digest.encode()) if digest is not None else update_texts(h, values)
     h.update(data.positive_offsets.astype("<i8").tobytes())
     h.update(data.positive_docs.astype("<i4").tobytes())
     return h.hexdigest()

@@ -112,11 +112,11 @@ def mine(job: MineJob, inputs: InputFiles | MiningData, engine: Engine | None = 
         return _mine(job, inputs, engine or LocalEngine(), messages or PythonMessages(), held)
 
 
-def read_data(inputs: InputFiles | MiningData, messages: Messages) -> MiningData:
+def read_data(inputs: InputFiles | MiningData, messages: Messages, engine: Engine | None = None) -> MiningData:
     if isinstance(inputs, MiningData):
         return inputs
     with progress.phase("read") as step:
-        data = inputs.load(messages.warn)
+        data = engine.read_inputs(inputs, messages.warn) if engine is not None else inputs.load(messages.warn)
         step.set_note(f"{data.num_queries:,} queries, {data.num_docs:,} documents")
     return data
 
@@ -127,7 +127,7 @@ def _mine(job: MineJob, inputs: InputFiles | MiningData, engine: Engine, message
     out = job.check(engine)
     held.enter_context(OutputLock(out))  # a second run on this output stops here, in one line
     job.build()  # options are checked before any data is read
-    data = read_data(inputs, messages)
+    data = read_data(inputs, messages, engine)
     pipeline = job.build(int(data.positive_counts.max()))
     hide_fraction = job.options.hide_fraction
     if hide_fraction is not None:

@@ -50,9 +50,13 @@ def faiss_gpus() -> int:
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
-def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
+def load_embeddings(path: str, ids: list[str], id_column: str, first_row: int = 0,
+                    total_rows: int | None = None) -> np.ndarray:
     """Precomputed embeddings, as many teams keep them in a vector store: .npy in input row order, or
-    Parquet with an id column and an ``embedding`` list column, aligned by id. Rows are L2-normalised."""
+    Parquet with an id column and an ``embedding`` list column, aligned by id. Rows are L2-normalised.
+
+    ``ids`` may be one shard of an input of ``total_rows`` rows starting at row ``first_row`` (the Ray engine's
+    corpus shards): a .npy then holds every row of the input and only the shard's rows are read from it."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"embeddings file {p}: {'is a directory' if p.is_dir() else 'not found'}")
@@ -62,8 +66,10 @@ def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
         except (OSError, ValueError, EOFError) as exc:  # pickled object arrays, truncated or foreign files
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"embeddings file {p}: not a readable numeric .npy array ({first})") from None
-        if emb.ndim != 2 or emb.shape[0] != len(ids) or emb.shape[1] == 0:
-            raise InputError(f"{p}: shape {emb.shape}, expected ({len(ids)}, dim) in input row order")
+        rows = len(ids) if total_rows is None else total_rows
+        if emb.ndim != 2 or emb.shape[0] != rows or emb.shape[1] == 0:
+            raise InputError(f"{p}: shape {emb.shape}, expected ({rows}, dim) in input row order")
+        emb = emb[first_row:first_row + len(ids)]
         if not (np.issubdtype(emb.dtype, np.floating) or np.issubdtype(emb.dtype, np.integer)):
             raise InputError(f"{p}: dtype {emb.dtype}, expected floating-point embeddings")
     else:
@@ -97,8 +103,8 @@ def load_embeddings(path: str, ids: list[str], id_column: str) -> np.ndarray:
     finite = np.isfinite(emb).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise InputError(f"{p}: the embedding of {id_column} {ids[row]!r} (row {row}) holds NaN or infinity "
-                         f"({int((~finite).sum())} such rows); nearest neighbours of it would be meaningless")
+        raise InputError(f"{p}: the embedding of {id_column} {ids[row]!r} (row {row + first_row}) holds NaN or "
+                         f"infinity ({int((~finite).sum())} such rows); nearest neighbours of it would be meaningless")
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     return emb / np.where(norms == 0, 1, norms)
 

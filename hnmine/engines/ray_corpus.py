@@ -1,0 +1,358 @@
+"""``--ray-corpus workers``: the corpus lives on the Ray workers, and the driver holds only query-side state.
+
+With ``--ray-corpus driver`` (the default) the driver reads every passage and every corpus embedding, so the
+largest corpus it can mine is bounded by one machine's memory. Here each ``CorpusShard`` actor reads its own
+row range of the corpus Parquet file (any path ``pyarrow.fs`` opens: local, NFS, ``s3://``, ``gs://``,
+``hdfs://``), validates it with the same ``corpus_rows`` a local run reads the whole file with, embeds it with
+the same ``Encoder`` (and its embedding cache, keyed as locally, per shard) or takes its rows of the
+precomputed embeddings, and builds its own FAISS index with the retriever's own ``_build_index`` (flat, IVF
+or HNSW). The driver sends the query embeddings, merges the shards' top-k exactly
+(``hnmine.engines.sharded_search``), and fetches from the shards only the rows the stages and the writer
+touch, one chunk of queries at a time: its candidates and positives (id, text, embedding). ``ShardedCorpus``
+hands those to the unchanged ``MiningData`` as sequences of corpus length that fetch on demand, so every stage
+and writer runs as in a local run.
+
+What the driver holds grows with the queries (their embeddings and top-k lists) and the chunk size (one
+chunk's rows), not with the corpus, except one 8-byte text fingerprint slot per passage in ``MiningData``'s
+lazy key cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from hnmine.engines.sharded_search import TopKMerger, shard_bounds
+from hnmine.errors import InputError
+from hnmine.io.inputs import ColumnNames, corpus_rows
+
+if TYPE_CHECKING:
+    from hnmine.engines.ray import RayEngine
+    from hnmine.stages.dense import DenseRetriever
+
+QUERIES_PER_SEARCH = 8192  # query embeddings searched per shard call: bounds what one answer holds
+
+
+def _filesystem(path: str) -> tuple[Any, str]:
+    """The ``pyarrow.fs`` filesystem of a path or URI, and the path within it."""
+    import pyarrow.fs
+
+    # A URI that went through pathlib.Path (the CLI's --corpus) has lost a slash: s3:/bucket/key
+    path = re.sub(r"^file:/+", "/", path)
+    path = re.sub(r"^([A-Za-z][\w+.-]+):/(?!/)", r"\1://", path)
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+
+
+def _parquet_file(path: str) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        fs, inner = _filesystem(path)
+        return pq.ParquetFile(inner, filesystem=fs)
+    except (OSError, pa.ArrowInvalid) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"--corpus {path}: --ray-corpus workers reads the corpus as Parquet row ranges, and this "
+                         f"is not a readable Parquet file ({first}); convert it to Parquet first") from None
+
+
+def parquet_rows(path: str, start: int, end: int) -> pa.Table:
+    """Rows ``[start, end)`` of a Parquet file, reading only the row groups that hold them."""
+    file = _parquet_file(path)
+    meta, groups, first, row = file.metadata, [], None, 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if row < end and row + n > start:
+            groups.append(g)
+            first = row if first is None else first
+        row += n
+    if not groups:
+        return file.schema_arrow.empty_table()
+    return file.read_row_groups(groups).slice(start - first, end - start)
+
+
+def _id_keys(ids: list[str]) -> np.ndarray:
+    """64-bit fingerprints of ids: the driver finds an id repeated across shards from 8 bytes per passage."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                                       "little") for i in ids), dtype=np.uint64, count=len(ids))
+
+
+class CorpusShard:
+    """One Ray actor: rows ``[start, end)`` of the corpus, their embeddings and their own FAISS index."""
+
+    def __init__(self, path: str, start: int, end: int, columns: ColumnNames) -> None:
+        self.path, self.start, self.end, self.columns = path, start, end, columns
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.emb: np.ndarray | None = None
+        self.index: Any = None
+
+    def load(self) -> tuple[int, str, np.ndarray]:
+        """Read and check the shard; (rows, content digest, id fingerprints) for the driver."""
+        from hnmine.jobs.checkpoint import update_texts
+
+        table = parquet_rows(self.path, self.start, self.end)
+        self.ids, self.texts = corpus_rows(table, self.path, self.columns, first_row=self.start)
+        h = hashlib.sha256(b"hnmine-corpus-shard-v1")
+        update_texts(h, self.ids)
+        update_texts(h, self.texts)
+        return len(self.ids), h.hexdigest(), _id_keys(self.ids)
+
+    def rows_of(self, keys: np.ndarray) -> list[tuple[int, str]]:
+        """(row, id) of the ids whose fingerprints are ``keys``: to name a repeated id in the error."""
+        mine = _id_keys(self.ids)
+        return [(self.start + int(i), self.ids[int(i)]) for i in np.flatnonzero(np.isin(mine, keys))]
+
+    def locate(self, wanted: set[str]) -> dict[str, int]:
+        """Global row of each wanted id this shard holds: positives are resolved by id here, not on the driver."""
+        return {d: self.start + i for i, d in enumerate(self.ids) if d in wanted}
+
+    def embed(self, dense: DenseRetriever, total_rows: int, threads: int | None) -> dict[str, float]:
+        """Embeddings of the shard (the encoder and its cache, or precomputed rows) and its index."""
+        from hnmine.stages.dense import load_embeddings, stored_vectors
+
+        notes: dict[str, float] = {}
+        if dense.corpus_embeddings:
+            self.emb = load_embeddings(dense.corpus_embeddings, self.ids, "doc_id", self.start, total_rows)
+        else:
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            encoder = dense.encoder()
+            encoder.show_progress = False
+            start = time.perf_counter()
+            self.emb = encoder.encode(self.texts, prompt=dense.prompts(encoder)[1], label="encode corpus shard")
+            notes.update({"passages truncated by the encoder": encoder.truncated,
+                          "texts read from the embedding cache": encoder.texts_from_cache,
+                          "texts encoded on Ray": len(self.texts) - encoder.texts_from_cache,
+                          "encode seconds on Ray": round(time.perf_counter() - start, 2)})
+        start = time.perf_counter()
+        self.index = dense._build_index(self.emb)  # the local engine's flat / IVF / HNSW, over this shard
+        stored = stored_vectors(self.index)
+        if stored is not None:
+            self.emb = stored  # one copy of the vectors, as locally
+        notes["index seconds on Ray"] = round(time.perf_counter() - start, 2)
+        notes["dimension"] = int(self.emb.shape[1])
+        return notes
+
+    def search(self, query_emb: np.ndarray, lo: int, hi: int, k: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Top-``k`` of queries ``[lo, hi)`` in this shard, as global rows (-1, -inf where IVF found fewer)."""
+        import faiss
+
+        assert self.index is not None, "embed() first"
+        faiss.cvar.distance_compute_blas_threshold = 20  # as DenseRetriever.search
+        k = min(k, self.index.ntotal)
+        scores, rows = self.index.search(np.ascontiguousarray(query_emb[lo:hi], dtype=np.float32), k)
+        found = rows >= 0
+        return (lo, np.where(found, rows + self.start, -1).astype(np.int64),
+                np.where(found, scores, -np.inf).astype(np.float32))
+
+    def rows(self, doc_idx: np.ndarray, embeddings: bool) -> tuple[list[str], list[str], np.ndarray | None]:
+        """Ids, texts and (with ``embeddings``) unit vectors of global rows ``doc_idx``, all in this shard."""
+        local = np.asarray(doc_idx, dtype=np.int64) - self.start
+        emb = np.asarray(self.emb[local]) if embeddings and self.emb is not None else None
+        return [self.ids[i] for i in local.tolist()], [self.texts[i] for i in local.tolist()], emb
+
+
+def _get(refs: Any) -> Any:
+    """``ray.get``, with an ``InputError`` raised on a worker re-raised here as the one-line error it is."""
+    import ray
+
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, InputError):
+            raise InputError(str(cause)) from None
+        raise
+
+
+class ShardColumn(Sequence):
+    """Corpus ids or texts as the driver sees them: corpus-long, each row fetched from its shard on first use."""
+
+    def __init__(self, corpus: ShardedCorpus, field: int) -> None:
+        self.corpus, self.field = corpus, field
+
+    @property
+    def content_digest(self) -> str:
+        """What ``jobs.checkpoint.data_digest`` hashes instead of the texts: the shards' own digests."""
+        return self.corpus.digest
+
+    def __len__(self) -> int:
+        return self.corpus.total
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            raise TypeError("the corpus lives on the Ray workers (--ray-corpus workers): no slices on the driver")
+        i = int(i)
+        if not 0 <= i < self.corpus.total:
+            raise IndexError(i)
+        return self.corpus.row(i)[self.field]
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("the corpus lives on the Ray workers (--ray-corpus workers): it is not iterated on the "
+                        "driver")
+
+
+class ShardEmbeddings:
+    """Corpus embeddings indexed like the driver's matrix (``emb[doc_idx]``), fetched from the shards."""
+
+    def __init__(self, corpus: ShardedCorpus) -> None:
+        self.corpus = corpus
+
+    def __len__(self) -> int:
+        return self.corpus.total
+
+    def __getitem__(self, doc_idx: Any) -> np.ndarray:
+        return self.corpus.embeddings(np.asarray(doc_idx, dtype=np.int64))
+
+
+class ShardedCorpus:
+    """The driver's side of ``--ray-corpus workers``: the shard actors, and the rows fetched from them.
+
+    Called as a ``CorpusReader`` (``InputFiles.corpus_reader``), it starts one actor per shard, each reading
+    its own rows, and returns corpus-long sequences (``ShardColumn``) plus a positive look-up run on the shards.
+    """
+
+    def __init__(self, engine: RayEngine) -> None:
+        self.engine = engine
+        self.shards: list[Any] = []
+        self.starts = np.zeros(1, dtype=np.int64)
+        self.total = 0
+        self.digest = ""
+        self.stats: dict[str, float] = {}
+        self._rows: dict[int, tuple[str, str, np.ndarray | None]] = {}  # global row -> (id, text, unit vector)
+        self._embedded = False
+        self.dim = 0
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def __call__(self, path: str | Path, columns: ColumnNames) -> tuple[Sequence[str], Sequence[str], Any]:
+        import ray
+
+        path = str(path)
+        self.total = _parquet_file(path).metadata.num_rows
+        if self.total == 0:
+            raise InputError(f"{path}: the corpus is empty")
+        self.engine.start()
+        workers = self.engine._pool("cpu")["concurrency"]
+        bounds = shard_bounds(self.total, self.engine.shards or workers)
+        # The actors hold memory for the whole run, not CPUs: reserving a CPU each would leave none to the
+        # query encoders and cross-encoders that run while they live (a local 2-CPU Ray would wait forever).
+        # SPREAD places them over the cluster's nodes, whose memory is what they use.
+        actor = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(CorpusShard)
+        self.shards = [actor.remote(path, a, b, columns) for a, b in bounds]
+        self.starts = np.array([a for a, _ in bounds], dtype=np.int64)
+        start = time.perf_counter()
+        loaded = _get([s.load.remote() for s in self.shards])
+        self._check_unique_ids(path, [keys for _, _, keys in loaded])
+        self.digest = hashlib.sha256("|".join(d for _, d, _ in loaded).encode()).hexdigest()
+        self.stats.update({"corpus_on": "workers", "corpus_shards": len(bounds),
+                           "read seconds on Ray": round(time.perf_counter() - start, 2)})
+        return ShardColumn(self, 0), ShardColumn(self, 1), self.locate
+
+    def _check_unique_ids(self, path: str, keys: list[np.ndarray]) -> None:
+        """An id in two shards is found from 8-byte fingerprints (each shard checked its own rows)."""
+        every = np.concatenate(keys)
+        values, counts = np.unique(every, return_counts=True)
+        repeated = values[counts > 1]
+        del every, values, counts
+        if not len(repeated):
+            return
+        rows = sorted(r for found in _get([s.rows_of.remote(repeated[:1]) for s in self.shards]) for r in found)
+        if len(rows) > 1 and rows[0][1] == rows[1][1]:
+            raise InputError(f"{path}: duplicate doc_id {rows[0][1]!r} in rows {rows[0][0]} and {rows[1][0]} "
+                             "(0-based)")
+
+    def locate(self, wanted: set[str]) -> Mapping[str, int]:
+        """Global rows of the wanted ids (the qrels' doc ids), looked up by each shard in its own rows."""
+        found: dict[str, int] = {}
+        for part in _get([s.locate.remote(wanted) for s in self.shards]):
+            found.update(part)
+        return found
+
+    # -- rows on demand ------------------------------------------------------------------------------------
+
+    def _shard_of(self, doc_idx: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.starts, doc_idx, side="right") - 1
+
+    def window(self, doc_idx: np.ndarray) -> None:
+        """The rows one chunk of queries needs (its candidates and positives), fetched in one call per shard;
+        rows of earlier chunks are dropped, so the driver holds one chunk's rows, whatever the query count."""
+        doc_idx = np.unique(np.asarray(doc_idx, dtype=np.int64))
+        self._rows = {i: self._rows[i] for i in doc_idx.tolist() if i in self._rows}
+        self.fetch(doc_idx)
+        self.stats["largest chunk of rows held by the driver"] = max(
+            len(self._rows), self.stats.get("largest chunk of rows held by the driver", 0))
+
+    def fetch(self, doc_idx: np.ndarray) -> None:
+        """Bring the ids, texts (and embeddings, once embedded) of these rows to the driver, one call per shard."""
+        doc_idx = np.unique(np.asarray(doc_idx, dtype=np.int64))
+        missing = np.array([i for i in doc_idx[doc_idx >= 0].tolist() if i not in self._rows or (
+            self._embedded and self._rows[i][2] is None)], dtype=np.int64)
+        if not len(missing):
+            return
+        shard = self._shard_of(missing)
+        calls = [(missing[shard == s], self.shards[s].rows.remote(missing[shard == s], self._embedded))
+                 for s in np.unique(shard).tolist()]
+        for rows, (ids, texts, emb) in zip((r for r, _ in calls), _get([c for _, c in calls])):
+            for j, (i, d, t) in enumerate(zip(rows.tolist(), ids, texts)):
+                self._rows[i] = (d, t, emb[j] if emb is not None else None)
+        self.stats["rows fetched to the driver"] = self.stats.get("rows fetched to the driver", 0) + len(missing)
+
+    def row(self, i: int) -> tuple[str, str]:
+        if i not in self._rows:
+            self.fetch(np.array([i]))
+        return self._rows[i][:2]
+
+    def embeddings(self, doc_idx: np.ndarray) -> np.ndarray:
+        flat = doc_idx.reshape(-1).tolist()
+        if any(i not in self._rows or self._rows[i][2] is None for i in flat):
+            self.fetch(np.asarray(flat, dtype=np.int64))
+        if not flat:
+            return np.zeros((*doc_idx.shape, self.dim), np.float32)
+        return np.stack([self._rows[i][2] for i in flat]).reshape(*doc_idx.shape, -1)
+
+    # -- dense retrieval on the shards ---------------------------------------------------------------------
+
+    def embed(self, dense: DenseRetriever, dtype: str | None, threads: int | None) -> dict[str, float]:
+        """Every shard embeds its rows and builds its index; summed notes (truncations, cache hits, seconds)."""
+        # a fresh copy: the options only, without the engine the job gave the stage (not for the workers)
+        worker_dense = replace(dense, dtype=dtype or dense.dtype)
+        start = time.perf_counter()
+        notes: dict[str, float] = {}
+        for part in _get([s.embed.remote(worker_dense, self.total, threads) for s in self.shards]):
+            for key, value in part.items():
+                notes[key] = value if key == "dimension" else notes.get(key, 0) + value
+        self._embedded, self.dim = True, int(notes["dimension"])
+        self.stats["embed and index seconds on Ray"] = round(time.perf_counter() - start, 2)
+        return notes
+
+    def search(self, query_emb: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Every query's top-``k`` over all shards, merged exactly; the driver sends each shard the queries once."""
+        import ray
+
+        start = time.perf_counter()
+        merger = TopKMerger(len(query_emb), k)
+        queries = ray.put(np.ascontiguousarray(query_emb, dtype=np.float32))
+        pending = [s.search.remote(queries, lo, min(lo + QUERIES_PER_SEARCH, len(query_emb)), k)
+                   for lo in range(0, len(query_emb), QUERIES_PER_SEARCH) for s in self.shards]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            lo, ids, scores = _get(done[0])
+            merger.add(np.arange(lo, lo + len(ids)), ids, scores)
+        self.stats["search seconds on Ray"] = round(time.perf_counter() - start, 2)
+        if exact:
+            return merger.result(self.total)
+        width = min(k, self.total)  # IVF/HNSW may find fewer than k in a shard: -1 rows, as a local index's
+        return merger.ids[:, :width], merger.scores[:, :width]

@@ -1,0 +1,252 @@
+"""``--engine ray --ray-corpus workers``: the corpus read, embedded and indexed by shard actors, never by the driver.
+
+Equality with the local engine is exact here (every column, floats included) wherever the embeddings are the
+same floats: with precomputed embeddings both engines score each (query, passage) by the same row-by-row dot
+product (``DenseRetriever.exact_topk``), and the shards' top-k lists merge exactly. Where the shards encode
+the corpus themselves, a transformer's float32 output moves in the last bits with the batch a text is padded
+in, so scores are compared to 1e-5, as in ``test_ray_engine.py``.
+
+The memory test runs a driver in a subprocess whose data segment is capped (``resource.RLIMIT_DATA``) below what
+the local engine needs for the corpus: the local engine fails under the cap, the Ray engine with the corpus
+on its workers mines it, and its output equals the local engine's uncapped one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from hnmine.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+WORKERS = ("--engine", "ray", "--ray-corpus", "workers", "--ray-workers", "2")
+
+_spec = importlib.util.spec_from_file_location("ray_scale_bench", REPO / "benchmarks" / "ray_scale.py")
+ray_scale = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ray_scale)
+
+
+@pytest.fixture(scope="module")
+def sample_embeddings(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """Seeded random unit embeddings of sample_data/ (.npy, input row order): same floats for both engines."""
+    root = tmp_path_factory.mktemp("sample-emb")
+    rng = np.random.default_rng(3)
+    paths = []
+    for name in ("corpus", "queries"):
+        rows = pq.read_metadata(sample_dir / f"{name}.parquet").num_rows
+        path = root / f"{name}.npy"
+        np.save(path, rng.standard_normal((rows, 32)).astype(np.float32))
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
+def mine(sample_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess | None:
+    args = ["mine", "--queries", str(sample_dir / "queries.parquet"), "--corpus", str(sample_dir / "corpus.parquet"),
+            "--qrels", str(sample_dir / "qrels.parquet"), "--output", str(out), "--quiet", *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return None
+
+
+def precomputed(embeddings: tuple[str, str]) -> tuple[str, ...]:
+    return ("--corpus-embeddings", embeddings[0], "--query-embeddings", embeddings[1])
+
+
+def manifests(local: Path, ray_out: Path) -> tuple[dict, dict]:
+    return tuple(json.loads(p.with_name(p.name + ".manifest.json").read_text()) for p in (local, ray_out))
+
+
+def assert_same_counts(local: dict, ray_out: dict) -> None:
+    assert local["counts"]["rows_written"] == ray_out["counts"]["rows_written"] > 0
+    assert [(s["kind"], s["rows_in"], s["rows_out"]) for s in local["counts"]["stages"]] == \
+        [(s["kind"], s["rows_in"], s["rows_out"]) for s in ray_out["counts"]["stages"]]
+    assert local["counts"]["documents"] == ray_out["counts"]["documents"]
+
+
+def test_dense_with_precomputed_embeddings_equals_local_exactly(ray_local, sample_dir: Path, tmp_path: Path,
+                                                                sample_embeddings: tuple[str, str]) -> None:
+    """Three shards on two workers; every column, floats included, equals the local run's."""
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    options = ("--sampling", "random", "--seed", "7", "--top-k", "20", *precomputed(sample_embeddings))
+    mine(sample_dir, local, *options)
+    mine(sample_dir, ray_out, *options, *WORKERS, "--ray-shards", "3")
+    assert pq.read_table(ray_out).equals(pq.read_table(local))
+    a, b = manifests(local, ray_out)
+    assert_same_counts(a, b)
+    engine = b["engine"]
+    assert engine["corpus_on"] == "workers" and engine["corpus_shards"] == 3
+
+
+def test_cross_encoder_recipe_equals_local(ray_local, sample_dir: Path, tmp_path: Path,
+                                           sample_embeddings: tuple[str, str], tiny_cross_encoder: str) -> None:
+    """The cross-encoder scores the pairs the stages ask for, their passages fetched from the shards."""
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    options = ("--cross-encoder", tiny_cross_encoder, "--margin", "0.0", "--range-max", "30",
+               *precomputed(sample_embeddings))
+    mine(sample_dir, local, *options)
+    mine(sample_dir, ray_out, *options, *WORKERS)
+    local_rows, ray_rows = pq.read_table(local), pq.read_table(ray_out)
+    assert "negative_ce_score" in local_rows.column_names
+    assert ray_rows.schema == local_rows.schema
+    for name in local_rows.column_names:  # the cross-encoder batches pairs differently on its actors
+        a, b = local_rows.column(name), ray_rows.column(name)
+        if pa.types.is_floating(a.type):
+            assert np.allclose(a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False), atol=1e-5), name
+        else:
+            assert a.to_pylist() == b.to_pylist(), name
+    assert_same_counts(*manifests(local, ray_out))
+
+
+@pytest.fixture(scope="module")
+def small_sample(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data/ with its corpus cut to the positives and 40 other passages: the default model encodes it
+    in seconds (a random-weight tiny model would not do: its embeddings are near-ties that float rounding
+    reorders)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("small-sample")
+    corpus = pq.read_table(sample_dir / "corpus.parquet")
+    positives = set(pq.read_table(sample_dir / "qrels.parquet").column("doc_id").to_pylist())
+    keep = [i for i, d in enumerate(corpus.column("doc_id").to_pylist()) if d in positives or i < 40]
+    pq.write_table(corpus.take(keep), root / "corpus.parquet")
+    for name in ("queries", "qrels"):
+        shutil.copy(sample_dir / f"{name}.parquet", root / f"{name}.parquet")
+    return root
+
+
+def test_shards_encode_with_the_encoder_and_its_cache(ray_local, small_sample: Path, tmp_path: Path) -> None:
+    """Without precomputed embeddings each shard encodes its rows with the same Encoder; a re-run with another
+    filter reads every shard from the embedding cache instead of encoding again."""
+    local, first, second = tmp_path / "local.parquet", tmp_path / "first.parquet", tmp_path / "second.parquet"
+    options = ("--dtype", "float32", "--top-k", "20", "--cache-dir", str(tmp_path / "cache"))
+    mine(small_sample, local, *options)
+    mine(small_sample, first, *options, *WORKERS)
+    local_rows, ray_rows = pq.read_table(local), pq.read_table(first)
+    for name in local_rows.column_names:
+        a, b = local_rows.column(name), ray_rows.column(name)
+        if pa.types.is_floating(a.type):
+            assert np.allclose(a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False), atol=1e-5), name
+        else:
+            assert a.to_pylist() == b.to_pylist(), name
+    passages = pq.read_metadata(small_sample / "corpus.parquet").num_rows
+    engine = manifests(local, first)[1]["engine"]
+    assert engine["texts encoded on Ray"] == passages  # by the shards; the queries came from the local run's cache
+    mine(small_sample, second, *options, *WORKERS, "--range-max", "15")
+    engine = manifests(local, second)[1]["engine"]
+    assert engine["texts read from the embedding cache"] >= passages and "texts encoded on Ray" not in engine
+
+
+def test_hnsw_per_shard(ray_local, sample_dir: Path, tmp_path: Path, sample_embeddings: tuple[str, str]) -> None:
+    """Approximate indexes are built per shard (the retriever's own index code); at this size HNSW is exact."""
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    options = ("--index", "hnsw", "--top-k", "20", *precomputed(sample_embeddings))
+    mine(sample_dir, local, *options)
+    mine(sample_dir, ray_out, *options, *WORKERS)
+    assert pq.read_table(ray_out).equals(pq.read_table(local))
+
+
+def _fail(sample_dir: Path, tmp_path: Path, corpus: Path | None, *extra: str) -> str:
+    args = ["mine", "--queries", str(sample_dir / "queries.parquet"), "--corpus", str(corpus or sample_dir /
+                                                                                      "corpus.parquet"),
+            "--qrels", str(sample_dir / "qrels.parquet"), "--output", str(tmp_path / "out.parquet"), "--quiet", *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.parquet").exists()
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--retriever", "bm25"), "--ray-corpus workers: the bm25 stage needs the whole corpus"),
+    (("--retriever", "hybrid"), "--ray-corpus workers: the hybrid stage needs the whole corpus"),
+    (("--ray-corpus", "nowhere"), "--ray-corpus 'nowhere': expected driver or workers"),
+])
+def test_what_needs_the_corpus_on_the_driver_is_refused(ray_local, sample_dir: Path, tmp_path: Path,
+                                                        extra: tuple[str, ...], message: str) -> None:
+    assert message in _fail(sample_dir, tmp_path, None, *WORKERS, *extra)
+
+
+def test_ray_corpus_needs_the_ray_engine(sample_dir: Path, tmp_path: Path) -> None:
+    assert "--ray-corpus needs --engine ray" in _fail(sample_dir, tmp_path, None, "--ray-corpus", "workers")
+
+
+def test_shard_errors_name_the_file_row(ray_local, sample_dir: Path, tmp_path: Path) -> None:
+    """A shard checks its rows as a local read would and names the row of the file, not of the shard; an id
+    repeated in two shards is found too."""
+    corpus = pq.read_table(sample_dir / "corpus.parquet")
+    texts = corpus.column("text").to_pylist()
+    texts[400] = "  "
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(corpus.set_column(corpus.column_names.index("text"), "text", pa.array(texts)), empty)
+    out = _fail(sample_dir, tmp_path, empty, *WORKERS, "--ray-shards", "3")
+    assert f"{empty}: column 'text' row 400 (0-based)" in out and "is empty" in out
+    ids = corpus.column("doc_id").to_pylist()
+    ids[450] = ids[10]
+    repeated = tmp_path / "repeated.parquet"
+    pq.write_table(corpus.set_column(corpus.column_names.index("doc_id"), "doc_id", pa.array(ids)), repeated)
+    out = _fail(sample_dir, tmp_path, repeated, *WORKERS, "--ray-shards", "3")
+    assert f"duplicate doc_id {ids[10]!r} in rows 10 and 450" in out
+
+
+DRIVER = """
+import os, resource, sys, traceback
+import faiss, numpy, pyarrow.parquet, ray, torch  # what any run imports, before the cap
+from hnmine.engines.base import engine_for
+from hnmine.io.inputs import InputFiles
+from hnmine.jobs.mine import MineJob, mine
+from hnmine.recipe import MineOptions
+from hnmine.stages.dense import DenseRetriever
+files, out, engine_name, address, headroom = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+engine = engine_for("ray", address, 2, None, "workers") if engine_name == "ray" else engine_for("local")
+if engine_name == "ray":
+    engine.start()  # attach before the cap: the connection's own threads are not the corpus
+used = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmData")) * 1024
+resource.setrlimit(resource.RLIMIT_DATA, (used + headroom, used + headroom))
+dense = DenseRetriever(corpus_embeddings=files + "/corpus_emb.npy", query_embeddings=files + "/query_emb.npy")
+job = MineJob(output=out, options=MineOptions(dense=dense, top_k=20))
+inputs = InputFiles(queries=files + "/queries.parquet", corpus=files + "/corpus.parquet",
+                    qrels=files + "/qrels.parquet")
+try:
+    mine(job, inputs, engine)
+except MemoryError:
+    traceback.print_exc()
+    sys.exit(3)
+"""
+
+
+def test_driver_under_a_memory_cap_mines_a_corpus_it_could_not_hold(ray_local, tmp_path: Path) -> None:
+    """60,000 passages (~25 MB of text, 23 MB of embeddings), a driver allowed 60 MB more than it holds after
+    its imports: the local engine runs out of memory reading the corpus, the Ray engine with the corpus on
+    its workers mines it, and its rows equal the local engine's (run here, uncapped)."""
+    files = tmp_path / "data"
+    ray_scale.write_synthetic_corpus(files, passages=60_000, queries=40, dim=96, words=60, seed=1)
+    address = ray_local.get_runtime_context().gcs_address
+    headroom = str(60 * 2**20)
+    # one thread pool and two malloc arenas: threads started after the cap would count against it
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "MALLOC_ARENA_MAX": "2", "TOKENIZERS_PARALLELISM": "false"}
+    capped = {name: subprocess.run([sys.executable, "-c", DRIVER, str(files), str(tmp_path / f"{name}.parquet"),
+                                    name, address, headroom], capture_output=True, text=True, cwd=REPO, env=env,
+                                   timeout=600)
+              for name in ("local", "ray")}
+    assert capped["local"].returncode != 0 and "MemoryError" in capped["local"].stderr, capped["local"].stderr[-2000:]
+    assert capped["ray"].returncode == 0, capped["ray"].stderr[-3000:]
+    reference = tmp_path / "reference.parquet"
+    mine_args = ray_scale.mine_args({p.name: p for p in files.iterdir()}, reference)
+    result = runner.invoke(app, [*mine_args, "--top-k", "20"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "ray.parquet").equals(pq.read_table(reference))
+    engine = json.loads((tmp_path / "ray.parquet.manifest.json").read_text())["engine"]
+    assert engine["rows fetched to the driver"] <= 40 * (20 + 8) + 40  # candidates searched, and positives
