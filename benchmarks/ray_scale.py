@@ -3,15 +3,17 @@
 For each corpus size, a seeded synthetic corpus (Parquet: doc_id, text) with precomputed unit embeddings (.npy,
 input row order) and a fixed query set is mined with dense retrieval on a local Ray of ``--workers`` CPUs, the
 corpus in ``--workers`` shard actors. Each run is its own driver process (``python -m hnmine mine``), so its
-peak RSS (``ru_maxrss`` of that child, from ``wait4``) is the driver's alone; the Ray workers are other
+peak RSS (its own ``VmHWM``, written at exit) is the driver's alone; the Ray workers are other
 processes, reported apart (their summed RSS at its highest during the run, sampled). With ``--local`` the
 local engine runs on the same inputs for reference: its peak RSS grows with the corpus, the bound the Ray mode
 removes.
 
-    .venv/bin/python benchmarks/ray_scale.py --sizes 50000,100000,200000 --queries 1000
+    .venv/bin/python benchmarks/ray_scale.py --sizes 50000,100000,200000 --queries 1000 --repeats 3 --local
 
 Per-stage seconds come from the run manifest's ``engine`` entry (read, embed+index, search on Ray) and the
-job's own totals. Done means: driver peak RSS grows by < 100 MB from the smallest to the largest corpus.
+driver's wall time. A driver's peak RSS moves by tens of MiB from run to run (Ray's threads and object store
+pages, malloc), so each size runs ``--repeats`` times, sizes alternated, and medians are compared. Done means:
+the median driver peak RSS grows by < 100 MB from the smallest to the largest corpus.
 """
 
 from __future__ import annotations
@@ -80,37 +82,95 @@ def mine_args(files: dict[str, Path], out: Path) -> list[str]:
             "--query-embeddings", str(files["query_emb.npy"]), "--output", str(out), "--quiet", "--overwrite"]
 
 
+# The driver reports its own high-water mark (VmHWM, reset at exec): the rusage of a child would not do, since
+# Linux carries the parent's peak into the child's ru_maxrss across fork/exec.
+DRIVER = """
+import atexit, runpy, sys
+target = sys.argv[1]
+def report():
+    with open(target, "w") as f:
+        f.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
+atexit.register(report)
+sys.argv = ["hnmine", *sys.argv[2:]]
+runpy.run_module("hnmine", run_name="__main__")
+"""
+
+
 def run_driver(args: list[str], log: Path) -> tuple[float, float, float]:
-    """One ``hnmine`` driver process: (wall seconds, its own peak RSS from ``wait4``, and the Ray workers' summed
-    RSS at its highest while it ran, sampled every 0.2 s), in MiB."""
+    """One ``hnmine`` driver process: (wall seconds, its own peak RSS, and the Ray workers' summed RSS at its
+    highest while it ran, sampled every 0.2 s), in MiB."""
     start = time.perf_counter()
     workers_peak = 0.0
+    hwm = log.with_suffix(".hwm")
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "hnmine", *args], cwd=REPO, stdout=err, stderr=err)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(hwm), *args], cwd=REPO, stdout=err, stderr=err)
+        while proc.poll() is None:
             workers_peak = max(workers_peak, worker_rss_mib())
             time.sleep(0.2)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"hnmine failed:\n{log.read_text()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, workers_peak
+    return seconds, int(hwm.read_text()) / 1024, workers_peak
 
 
 def worker_rss_mib() -> float:
-    """Summed RSS of this machine's Ray worker processes now (the shard actors hold the corpus); Linux /proc."""
-    total = 0
+    """Summed RSS of this benchmark's Ray processes (its descendants: the raylet's workers, the shard actors
+    among them) now, from Linux /proc; a driver's own process tree is not counted."""
+    parent: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    mine, frontier = set(), [os.getpid()]
+    while frontier:
+        children = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in mine]
+        mine.update(children)
+        frontier = children
+    total = 0
+    for pid in mine:
         try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"default_worker.py" in cmd or cmd.startswith(b"ray::"):
-                total += int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
             continue
     return total / 2**20
+
+
+def run_once(name: str, size: int, files: dict[str, Path], extra: list[str], root: Path, repeat: int) -> dict:
+    out = root / f"out-{name}-{size}.parquet"
+    load = os.getloadavg()[0]
+    seconds, peak, workers_peak = run_driver([*mine_args(files, out), *extra], root / f"{name}-{size}-{repeat}.log")
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    run = {"engine": name, "passages": size, "repeat": repeat, "seconds": round(seconds, 1),
+           "driver_peak_rss_mib": round(peak, 1), "load_average": round(load, 1),
+           "stages": {k: v for k, v in manifest.get("engine", {}).items() if "seconds" in k},
+           "rows_written": manifest["counts"]["rows_written"]}
+    if name == "ray-workers":
+        run["ray_workers_peak_rss_mib"] = round(workers_peak, 1)
+        run["rows_fetched_to_driver"] = manifest["engine"].get("rows fetched to the driver")
+        run["largest_chunk_of_rows_on_driver"] = manifest["engine"].get("largest chunk of rows held by the driver")
+    print(json.dumps(run), flush=True)
+    return run
+
+
+def summarize(runs: list[dict], sizes: list[int]) -> dict:
+    """Per engine and size: median and range of the driver's peak RSS and of the seconds, over the repeats."""
+    table: dict = {}
+    for name in dict.fromkeys(r["engine"] for r in runs):
+        for size in sizes:
+            rows = [r for r in runs if r["engine"] == name and r["passages"] == size]
+            if not rows:
+                continue
+            rss = [r["driver_peak_rss_mib"] for r in rows]
+            secs = [r["seconds"] for r in rows]
+            table.setdefault(name, {})[size] = {
+                "repeats": len(rows), "driver_peak_rss_mib_median": round(float(np.median(rss)), 1),
+                "driver_peak_rss_mib_range": [min(rss), max(rss)], "seconds_median": round(float(np.median(secs)), 1),
+                "seconds_range": [min(secs), max(secs)]}
+    return table
 
 
 def main() -> None:
@@ -119,7 +179,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray, and shard actors")
-    parser.add_argument("--local", action="store_true", help="also run the local engine (its RSS for reference)")
+    parser.add_argument("--repeats", type=int, default=3, help="Ray runs per size, sizes alternated (up, down, ...)")
+    parser.add_argument("--local", action="store_true", help="also run the local engine once per size (reference)")
     parser.add_argument("--data", default=None, help="where the synthetic inputs go (default: a temp dir)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "ray_scale.json"))
     args = parser.parse_args()
@@ -128,43 +189,38 @@ def main() -> None:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     root = Path(args.data or tempfile.mkdtemp(prefix="hnmine-ray-scale-"))
+    files = {size: write_synthetic_corpus(root / str(size), size, args.queries, args.dim) for size in sizes}
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     address = ray.get_runtime_context().gcs_address
-    results: dict = {"queries": args.queries, "dim": args.dim, "workers": args.workers,
+    on_workers = ["--engine", "ray", "--ray-corpus", "workers", "--ray-address", address, "--ray-workers",
+                  str(args.workers)]
+    results: dict = {"queries": args.queries, "dim": args.dim, "workers": args.workers, "repeats": args.repeats,
                      "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only", "runs": []}
-    print(f"sizes {sizes}, {args.queries} queries, dim {args.dim}, {args.workers} workers; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    print(f"sizes {sizes}, {args.queries} queries, dim {args.dim}, {args.workers} workers, {args.repeats} repeats; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     try:
-        for size in sizes:
-            files = write_synthetic_corpus(root / str(size), size, args.queries, args.dim)
-            engines = [("ray-workers", ["--engine", "ray", "--ray-corpus", "workers", "--ray-address", address,
-                                        "--ray-workers", str(args.workers)])]
-            if args.local:
-                engines.append(("local", []))
-            for name, extra in engines:
-                out = root / f"out-{name}-{size}.parquet"
-                load = os.getloadavg()[0]
-                seconds, peak, workers_peak = run_driver([*mine_args(files, out), *extra], root / f"{name}-{size}.log")
-                manifest = json.loads(Path(f"{out}.manifest.json").read_text())
-                run = {"engine": name, "passages": size, "seconds": round(seconds, 1),
-                       "driver_peak_rss_mib": round(peak, 1), "load_average": round(load, 1),
-                       "stages": {k: v for k, v in manifest.get("engine", {}).items() if "seconds" in k},
-                       "rows_written": manifest["counts"]["rows_written"]}
-                if name == "ray-workers":
-                    run["ray_workers_peak_rss_mib"] = round(workers_peak, 1)
-                    run["rows_fetched_to_driver"] = manifest["engine"].get("rows fetched to the driver")
-                    run["largest_chunk_of_rows_on_driver"] = manifest["engine"].get(
-                        "largest chunk of rows held by the driver")
-                results["runs"].append(run)
-                print(json.dumps(run), flush=True)
+        for repeat in range(args.repeats):
+            for size in (sizes if repeat % 2 == 0 else sizes[::-1]):
+                results["runs"].append(run_once("ray-workers", size, files[size], on_workers, root, repeat))
+        if args.local:
+            for size in sizes:
+                results["runs"].append(run_once("local", size, files[size], [], root, 0))
     finally:
         ray.shutdown()
-    ray_runs = [r for r in results["runs"] if r["engine"] == "ray-workers"]
-    growth = ray_runs[-1]["driver_peak_rss_mib"] - ray_runs[0]["driver_peak_rss_mib"]
+    if args.local:  # the same rows, every column: the Ray run's parts against the local file
+        import pyarrow.parquet as pq
+
+        results["rows_equal_local"] = {size: pq.read_table(root / f"out-ray-workers-{size}.parquet").equals(
+            pq.read_table(root / f"out-local-{size}.parquet")) for size in sizes}
+        print(f"rows equal to the local engine's: {results['rows_equal_local']}", flush=True)
+    results["summary"] = summary = summarize(results["runs"], sizes)
+    first, last = summary["ray-workers"][sizes[0]], summary["ray-workers"][sizes[-1]]
+    growth = last["driver_peak_rss_mib_median"] - first["driver_peak_rss_mib_median"]
     results["ray_driver_peak_rss_growth_mib"] = round(growth, 1)
-    print(f"ray-workers driver peak RSS: {ray_runs[0]['driver_peak_rss_mib']:.0f} MiB at {ray_runs[0]['passages']:,} "
-          f"-> {ray_runs[-1]['driver_peak_rss_mib']:.0f} MiB at {ray_runs[-1]['passages']:,} passages "
-          f"(+{growth:.0f} MiB; done means < 100 MB)")
+    print(json.dumps(summary, indent=1))
+    print(f"ray-workers driver peak RSS (median of {args.repeats}): {first['driver_peak_rss_mib_median']:.0f} MiB at "
+          f"{sizes[0]:,} -> {last['driver_peak_rss_mib_median']:.0f} MiB at {sizes[-1]:,} passages "
+          f"({growth:+.0f} MiB; done means < 100 MB)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -306,8 +306,12 @@ class ShardedCorpus:
         calls = [(missing[shard == s], self.shards[s].rows.remote(missing[shard == s], self._embedded))
                  for s in np.unique(shard).tolist()]
         for rows, (ids, texts, emb) in zip((r for r, _ in calls), _get([c for _, c in calls])):
-            for j, (i, d, t) in enumerate(zip(rows.tolist(), ids, texts)):
-                self._rows[i] = (d, t, emb[j] if emb is not None else None)
+            # Each vector copied out on its own: a view would pin the whole answer in Ray's object store (mapped
+            # into this process) for as long as one of its rows stays in the window, and the pinned answers of
+            # every chunk would add up.
+            vectors = [row.copy() for row in emb] if emb is not None else [None] * len(ids)
+            for i, d, t, v in zip(rows.tolist(), ids, texts, vectors):
+                self._rows[i] = (d, t, v)
         self.stats["rows fetched to the driver"] = self.stats.get("rows fetched to the driver", 0) + len(missing)
 
     def row(self, i: int) -> tuple[str, str]:
