@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,35 @@ def test_dense_with_precomputed_embeddings_equals_local_exactly(ray_local, sampl
     assert_same_counts(a, b)
     engine = b["engine"]
     assert engine["corpus_on"] == "workers" and engine["corpus_shards"] == 3
+
+
+def test_shard_actors_end_with_the_run(ray_local, sample_dir: Path, tmp_path: Path,
+                                       sample_embeddings: tuple[str, str]) -> None:
+    """On a Ray that stays up (attached, or this process's own), the shards do not outlive the run."""
+    from hnmine.engines.base import engine_for
+    from hnmine.io.inputs import InputFiles
+    from hnmine.jobs.mine import MineJob
+    from hnmine.jobs.mine import mine as run_mine
+    from hnmine.recipe import MineOptions
+    from hnmine.stages.dense import DenseRetriever
+
+    engine = engine_for("ray", None, 2, 2, "workers")
+    dense = DenseRetriever(corpus_embeddings=sample_embeddings[0], query_embeddings=sample_embeddings[1])
+    inputs = InputFiles(queries=sample_dir / "queries.parquet", corpus=sample_dir / "corpus.parquet",
+                        qrels=sample_dir / "qrels.parquet")
+    def alive() -> int:
+        from ray._private.state import actors
+
+        return sum(a["ActorClassName"] == "CorpusShard" and a["State"] == "ALIVE" for a in actors().values())
+
+    before = alive()
+    run_mine(MineJob(output=tmp_path / "out.parquet", options=MineOptions(dense=dense)), inputs, engine)
+    assert engine.describe()["corpus_shards"] == 2 and ray_local.is_initialized()
+    for _ in range(100):  # ray.kill is asynchronous: the actor table follows within moments
+        if alive() == before:
+            break
+        time.sleep(0.1)
+    assert alive() == before
 
 
 def test_cross_encoder_recipe_equals_local(ray_local, sample_dir: Path, tmp_path: Path,

@@ -192,7 +192,12 @@ class RayEngine:
                            cluster_gpus=resources.get("GPU", 0))
 
     def close(self) -> None:
-        """Shut down only a Ray this engine started; an attached cluster or a caller's ``ray.init`` stays up."""
+        """Shut down only a Ray this engine started; an attached cluster or a caller's ``ray.init`` stays up.
+
+        The corpus shard actors are ended either way: on a Ray that stays up they would hold the corpus for as
+        long as this process lives."""
+        if self._sharded is not None:
+            self._sharded.close()
         if self._started:
             import ray
 

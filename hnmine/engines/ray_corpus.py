@@ -281,6 +281,14 @@ class ShardedCorpus:
             found.update(part)
         return found
 
+    def close(self) -> None:
+        """End the shard actors (their memory is the corpus); the rows fetched so far stay readable."""
+        import ray
+
+        for shard in self.shards:
+            ray.kill(shard)
+        self.shards = []
+
     # -- rows on demand ------------------------------------------------------------------------------------
 
     def _shard_of(self, doc_idx: np.ndarray) -> np.ndarray:
