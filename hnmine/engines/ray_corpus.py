@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from hnmine.engines.sharded_search import TopKMerger, shard_bounds
+from hnmine.engines.sharded_search import TopKMerger, search_index, shard_bounds
 from hnmine.errors import InputError
 from hnmine.io.inputs import ColumnNames, corpus_rows
 
@@ -147,12 +147,8 @@ class CorpusShard:
 
     def search(self, query_emb: np.ndarray, lo: int, hi: int, k: int) -> tuple[int, np.ndarray, np.ndarray]:
         """Top-``k`` of queries ``[lo, hi)`` in this shard, as global rows (-1, -inf where IVF found fewer)."""
-        import faiss
-
         assert self.index is not None, "embed() first"
-        faiss.cvar.distance_compute_blas_threshold = 20  # as DenseRetriever.search
-        k = min(k, self.index.ntotal)
-        scores, rows = self.index.search(np.ascontiguousarray(query_emb[lo:hi], dtype=np.float32), k)
+        scores, rows = search_index(self.index, query_emb[lo:hi], k)
         found = rows >= 0
         return (lo, np.where(found, rows + self.start, -1).astype(np.int64),
                 np.where(found, scores, -np.inf).astype(np.float32))

@@ -13,6 +13,7 @@ corpus was cut or in which order the shards' answers arrive.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,17 @@ def shard_bounds(num_rows: int, num_shards: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
+def search_index(index: Any, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, rows)`` of a built FAISS index's top-``min(k, ntotal)`` per query, rows local to the index
+    (-1 where an IVF/HNSW index found fewer): the one search call of a shard, flat here or prebuilt on a Ray
+    corpus shard (``hnmine.engines.ray_corpus``)."""
+    import faiss
+
+    # As in DenseRetriever.search: use BLAS for every query block, the faster path at these sizes.
+    faiss.cvar.distance_compute_blas_threshold = 20
+    return index.search(np.ascontiguousarray(query_emb, dtype=np.float32), min(k, index.ntotal))
+
+
 def search_shard(doc_emb: np.ndarray, doc_ids: np.ndarray, query_emb: np.ndarray,
                  k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-``k`` of every query within one shard, as global ids.
@@ -33,15 +45,12 @@ def search_shard(doc_emb: np.ndarray, doc_ids: np.ndarray, query_emb: np.ndarray
     """
     import faiss
 
-    # As in DenseRetriever.search: use BLAS for every query block, the faster path at these sizes.
-    faiss.cvar.distance_compute_blas_threshold = 20
     doc_emb = np.ascontiguousarray(doc_emb, dtype=np.float32)
-    k = min(k, len(doc_emb))
-    if k == 0 or len(query_emb) == 0:
+    if min(k, len(doc_emb)) == 0 or len(query_emb) == 0:
         return np.zeros((len(query_emb), 0), np.int64), np.zeros((len(query_emb), 0), np.float32)
     index = faiss.IndexFlatIP(doc_emb.shape[1])
     index.add(doc_emb)
-    scores, rows = index.search(np.ascontiguousarray(query_emb, dtype=np.float32), k)
+    scores, rows = search_index(index, query_emb, k)
     return np.asarray(doc_ids, dtype=np.int64)[rows], scores.astype(np.float32, copy=False)
 
 
