@@ -208,6 +208,76 @@ def test_what_needs_the_corpus_on_the_driver_is_refused(ray_local, sample_dir: P
     assert message in _fail(sample_dir, tmp_path, None, *WORKERS, *extra)
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--lexical-top", "50"), "--ray-corpus workers: --lexical-top needs the whole corpus on the driver"),
+    (("--save-index", "index.faiss"), "--engine ray: --save-index/--load-index are not supported"),
+])
+def test_refused_before_ray_starts_or_a_shard_reads(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    extra: tuple[str, ...], message: str) -> None:
+    """What workers mode cannot run is refused in one line from the options alone: no Ray started, no shard
+    actor created, no corpus read, nothing written (each of those raises here if it is reached)."""
+    from hnmine.engines.ray import RayEngine
+    from hnmine.engines.ray_corpus import ShardedCorpus
+
+    def reached(what: str):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{what} before the refusal")
+        return fail
+
+    monkeypatch.setattr(RayEngine, "start", reached("Ray started"))
+    monkeypatch.setattr(ShardedCorpus, "__call__", reached("the corpus was read"))
+    out = _fail(sample_dir, tmp_path, None, *WORKERS, *extra)
+    assert message in out and "before the refusal" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_ends_its_actors(ray_local, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      sample_embeddings: tuple[str, str], tiny_cross_encoder: str) -> None:
+    """A stage raising mid-run, in a Python process that keeps its Ray: the shard and cross-encoder actors the
+    run started end with it, and no output is left."""
+    from hnmine.engines.base import engine_for
+    from hnmine.io.inputs import InputFiles
+    from hnmine.jobs.mine import MineJob
+    from hnmine.jobs.mine import mine as run_mine
+    from hnmine.recipe import MineOptions
+    from hnmine.stages.dense import DenseRetriever
+    from hnmine.stages.selection import NegativeSelector
+
+    calls = []
+
+    def fail_on_the_second_chunk(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a stage failed")
+        return original(self, batch)
+
+    original = NegativeSelector.apply
+    monkeypatch.setattr(NegativeSelector, "apply", fail_on_the_second_chunk)
+    engine = engine_for("ray", None, 2, 2, "workers")
+    dense = DenseRetriever(corpus_embeddings=sample_embeddings[0], query_embeddings=sample_embeddings[1])
+    inputs = InputFiles(queries=sample_dir / "queries.parquet", corpus=sample_dir / "corpus.parquet",
+                        qrels=sample_dir / "qrels.parquet")
+    options = MineOptions(dense=dense, cross_encoder=tiny_cross_encoder, margin=0.0, range_max=30, chunk_size=64)
+    before = live_actors()
+    with pytest.raises(RuntimeError, match="a stage failed"):
+        run_mine(MineJob(output=tmp_path / "out.parquet", options=options), inputs, engine)
+    assert len(calls) == 2 and engine.describe()["corpus_shards"] == 2 and ray_local.is_initialized()
+    for _ in range(100):  # ray.kill is asynchronous: the actor table follows within moments
+        if live_actors() == before:
+            break
+        time.sleep(0.1)
+    assert live_actors() == before
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def live_actors() -> dict[str, int]:
+    """Live CorpusShard and cross-encoder actors on this process's Ray, by class."""
+    from ray._private.state import actors
+
+    alive = [a["ActorClassName"] for a in actors().values() if a["State"] == "ALIVE"]
+    return {name: alive.count(name) for name in ("CorpusShard", "CrossEncoderActor")}
+
+
 def test_ray_corpus_needs_the_ray_engine(sample_dir: Path, tmp_path: Path) -> None:
     assert "--ray-corpus needs --engine ray" in _fail(sample_dir, tmp_path, None, "--ray-corpus", "workers")
 

@@ -33,6 +33,10 @@ class Engine(Protocol):
         """Refuse an output this engine cannot write, before any work."""
         ...
 
+    def check_pipeline(self, pipeline: Pipeline) -> None:
+        """Refuse, in one line, what this engine cannot run, before any data is read or any work started."""
+        ...
+
     def read_inputs(self, inputs: InputFiles, warn: Callable[[str], None] | None = None) -> MiningData:
         """The mining input (the Ray engine with ``--ray-corpus workers`` leaves the corpus on its workers)."""
         ...

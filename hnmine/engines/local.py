@@ -36,6 +36,9 @@ class LocalEngine:
     def check_output(self, path: Path, overwrite: bool, fmt: str) -> Path:
         return check_output_path(path, overwrite, (manifest_path(Path(path)),))
 
+    def check_pipeline(self, pipeline: Pipeline) -> None:
+        """Every stage runs here."""
+
     def read_inputs(self, inputs: InputFiles, warn: Callable[[str], None] | None = None) -> MiningData:
         return inputs.load(warn)
 

@@ -357,8 +357,10 @@ class RayEngine:
     def _check_corpus_on_workers(self, pipeline: Pipeline) -> None:
         """What needs the whole corpus on the driver is refused with ``--ray-corpus workers``."""
         for stage in pipeline.stages:
-            if isinstance(stage, (BM25Retriever, HybridRetriever, SyntheticNegatives)) or (
-                    isinstance(stage, SiblingFilter) and stage.lexical_top is not None):
+            if isinstance(stage, SiblingFilter) and stage.lexical_top is not None:
+                raise InputError("--ray-corpus workers: --lexical-top needs the whole corpus on the driver (its BM25 "
+                                 "ranking); use --ray-corpus driver")
+            if isinstance(stage, (BM25Retriever, HybridRetriever, SyntheticNegatives)):
                 raise InputError(f"--ray-corpus workers: the {stage.kind} stage needs the whole corpus on the "
                                  "driver (BM25 on the shards is not built yet); use --ray-corpus driver")
         searched = [d for d in _dense_retrievers(pipeline) if _searched(pipeline, d)]

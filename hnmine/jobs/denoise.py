@@ -22,7 +22,7 @@ from hnmine.io.triplets import TeacherScores, TripletColumns, TripletFile, candi
 from hnmine.io.writers import write_json_atomic
 from hnmine.jobs.checkpoint import ChunkCheckpoint, OutputLock, run_fingerprint
 from hnmine.jobs.chunks import run_chunks
-from hnmine.jobs.mine import finish_engine
+from hnmine.jobs.mine import describe_engine
 from hnmine.pipeline import CHUNK_SIZE, MiningReport, Pipeline
 from hnmine.recipe import build_denoiser
 from hnmine.stages.cross_encoder import CrossEncoderScorer
@@ -80,9 +80,12 @@ def denoise(job: DenoiseJob, engine: Engine | None = None) -> DenoiseResult:
     from hnmine.engines.local import LocalEngine
 
     engine = engine or LocalEngine()
-    out = engine.check_output(job.output, job.overwrite, "triplet")
-    with OutputLock(out):  # a second run on this output stops here, in one line
-        return _denoise(job, engine, out)
+    try:
+        out = engine.check_output(job.output, job.overwrite, "triplet")
+        with OutputLock(out):  # a second run on this output stops here, in one line
+            return _denoise(job, engine, out)
+    finally:  # also when the run fails: nothing a Ray engine started outlives it
+        engine.close()
 
 
 def triplets_digest(triplets: TripletFile) -> str:
@@ -100,6 +103,7 @@ def _denoise(job: DenoiseJob, engine: Engine, out: Path) -> DenoiseResult:
                               device=job.device, max_length=job.max_length, dtype=job.dtype, max_z=job.max_z,
                               spread_margin=job.spread_margin, min_score=job.min_score)
     pipeline = Pipeline([PositiveExcluder(), denoiser], chunk_size=job.chunk_size)
+    engine.check_pipeline(pipeline)  # what the engine cannot run is refused before the file is read
     with progress.phase("read") as step:
         triplets = read_triplets(job.input, job.columns)
         step.set_note(f"{triplets.table.num_rows:,} rows, {triplets.data.num_queries:,} queries")
@@ -131,7 +135,7 @@ def _denoise(job: DenoiseJob, engine: Engine, out: Path) -> DenoiseResult:
     pairs_scored = denoiser.pairs_scored
     if pairs_scored is not None:
         manifest["cross_encoder_pairs_scored"] = pairs_scored
-    finish_engine(engine, manifest)
+    describe_engine(engine, manifest)
     write_json_atomic(manifest_path(out), manifest)
     writing.advance(table.num_rows)
     writing.finish()

@@ -108,8 +108,12 @@ def mine(job: MineJob, inputs: InputFiles | MiningData, engine: Engine | None = 
     """
     from hnmine.engines.local import LocalEngine
 
-    with contextlib.ExitStack() as held:  # the output's lock, held until the run has published or failed
-        return _mine(job, inputs, engine or LocalEngine(), messages or PythonMessages(), held)
+    engine = engine or LocalEngine()
+    try:
+        with contextlib.ExitStack() as held:  # the output's lock, held until the run has published or failed
+            return _mine(job, inputs, engine, messages or PythonMessages(), held)
+    finally:  # also when the run fails: a Ray engine's actors (the corpus shards) must not outlive it
+        engine.close()
 
 
 def read_data(inputs: InputFiles | MiningData, messages: Messages, engine: Engine | None = None) -> MiningData:
@@ -126,7 +130,8 @@ def _mine(job: MineJob, inputs: InputFiles | MiningData, engine: Engine, message
     started = time.time()
     out = job.check(engine)
     held.enter_context(OutputLock(out))  # a second run on this output stops here, in one line
-    job.build()  # options are checked before any data is read
+    # Options, and what the engine cannot run, are refused before any data is read (or a Ray cluster started)
+    engine.check_pipeline(job.build())
     data = read_data(inputs, messages, engine)
     pipeline = job.build(int(data.positive_counts.max()))
     hide_fraction = job.options.hide_fraction
@@ -201,16 +206,16 @@ def _manifest(job: MineJob, pipeline: Pipeline, report: MiningReport, inputs: di
         manifest["tevatron"] = {"queries_without_negatives_not_written": report.rows_dropped_by_format}
     manifest["cross_encoder_pairs_scored"] = sum(
         s.pairs_scored for s in pipeline.stages if isinstance(s, CrossEncoderDenoiser))
-    finish_engine(engine, manifest)
+    describe_engine(engine, manifest)
     return manifest
 
 
-def finish_engine(engine: Engine, manifest: dict[str, Any]) -> None:
-    """The manifest's ``engine`` entry (Ray only), and the engine released."""
+def describe_engine(engine: Engine, manifest: dict[str, Any]) -> None:
+    """The manifest's ``engine`` entry (Ray only). The job releases the engine when the run ends, however it
+    ends."""
     described = engine.describe()
     if described is not None:
         manifest["engine"] = described
-    engine.close()
 
 
 def flagembedding_manifest(pipeline: Pipeline, unusable: int) -> dict[str, Any]:
