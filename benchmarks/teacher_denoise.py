@@ -63,6 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from false_negatives import nfcorpus_one_positive
 
 from hnmine.data import MiningData
+from hnmine.engines.encoder import Encoder
+from hnmine.evaluation.label_graph import SIGNALS, LabelGraph
+from hnmine.io.inputs import read_beir
 from hnmine.pipeline import Pipeline
 from hnmine.stages.bm25 import BM25Retriever
 from hnmine.stages.dense import DenseRetriever
@@ -73,11 +76,16 @@ from hnmine.stages.window import RankWindow
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
 RULES = ("max_score", "margin", "max_ratio", "max_z", "spread_margin")
-TEACHERS = ("ce", "bi", "bm25", "possim", "ens", "learned")
+TEACHERS = ("ce", "bi", "bm25", "possim", "ens", "learned", "labels")
 SCALES = {"ce": "cross-encoder logit", "bi": "mining-model cosine", "bm25": "BM25 score",
           "possim": "cosine to the known positive passage", "ens": "mean per-query z-score of ce, bi, bm25, possim",
-          "learned": "log-odds of a logistic regression over ce (when given)/bi/bm25/possim features, fitted on "
-                     "NFCorpus train queries the cross-encoder was not trained on"}
+          "learned": "log-odds (lr) or probability (hgb) of a --learned-model over ce (when given)/bi/bm25/possim "
+                     "features, fitted on "
+                     "NFCorpus train queries the cross-encoder was not trained on",
+          "labels": "log-odds (lr) or probability (hgb) of a --learned-model over the learned teacher's features "
+                    "plus the label-graph "
+                    "signals of NFCorpus train's labels (hnmine.evaluation.label_graph), fitted on train queries "
+                    "whose signals come from the other folds' labels"}
 
 
 def one_known_positive(root: Path, split: str, seed: int) -> tuple[MiningData, set[tuple[int, int]]]:
@@ -286,13 +294,53 @@ def features(scores: dict[str, np.ndarray], positive: dict[str, np.ndarray], q: 
     return np.nan_to_num(np.stack(cols, axis=1))
 
 
-def fit_learned(x: np.ndarray, y: np.ndarray):
-    """A logistic regression over ``features``, fitted on NFCorpus train's one-known-positive candidates."""
+def fit_learned(x: np.ndarray, y: np.ndarray, kind: str = "lr"):
+    """A logistic regression (``lr``) or gradient-boosted trees (``hgb``, seeded) over ``features``, fitted on
+    NFCorpus train's one-known-positive candidates. Returns a function giving each row's score (log-odds or
+    probability: both only rank candidates; thresholds are fitted on them)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
+    if kind == "hgb":
+        model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0).fit(x, y)
+        return lambda rows: model.predict_proba(rows)[:, 1]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
+    return model.decision_function
+
+
+def label_graph_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndarray, rank: np.ndarray,
+                         exclude: set[str]) -> np.ndarray:
+    """``LabelGraph`` signals (and each one's per-query z) of these candidates, from NFCorpus **train**'s labels
+    minus the queries in ``exclude`` (a query's own labels never describe its own candidates)."""
+    queries, _, qrels = read_beir(root, "train")
+    cols = [qrels.column(c).to_pylist() for c in ("query_id", "doc_id", "score")]
+    labelled = sorted({a for a, _, g in zip(*cols) if g > 0 and a not in exclude})
+    column = {a: i for i, a in enumerate(labelled)}
+    doc_of = {doc: i for i, doc in enumerate(data.doc_ids)}
+    pairs = np.array([(doc_of[b], column[a]) for a, b, g in zip(*cols) if g > 0 and a in column])
+    texts = dict(zip(*(queries.column(c).to_pylist() for c in ("query_id", "query"))))
+    encoder = Encoder(show_progress=False)
+    graph = LabelGraph.from_pairs(pairs[:, 0], pairs[:, 1], data.num_docs,
+                                  encoder.encode([texts[a] for a in labelled]))
+    known = np.array([int(data.positives_of(i)[0]) for i in range(data.num_queries)])
+    raw = graph.signals(encoder.encode(list(data.query_texts)), q, d, known, rank)
+    zs = [per_query_z(raw[:, j], raw[:, j], q)[0] for j in range(len(SIGNALS))]
+    return np.c_[raw, np.stack(zs, axis=1)]
+
+
+def label_graph_fit_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndarray, rank: np.ndarray,
+                             folds: int, seed: int) -> np.ndarray:
+    """For the fitting queries: each fold's signals from the labels of the train queries outside that fold."""
+    fold = np.empty(data.num_queries, dtype=int)
+    fold[random.Random(seed).sample(range(data.num_queries), data.num_queries)] = np.arange(data.num_queries) % folds
+    out = np.zeros((len(q), 2 * len(SIGNALS)))
+    for k in range(folds):
+        mine = fold[q] == k
+        out[mine] = label_graph_features(root, data, q[mine], d[mine], rank[mine],
+                                         {data.query_ids[i] for i in np.flatnonzero(fold == k)})
+    return out
 
 
 FRONTIER_FALSE_ALARMS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -344,6 +392,13 @@ def main() -> None:
     ap.add_argument("--teacher-train-queries", type=int, default=0,
                     help="the --max-queries the teacher was trained with (train-denoiser's seeded sample); the "
                          "learned fit then uses only other train queries")
+    ap.add_argument("--learned-model", choices=("lr", "hgb"), default="lr",
+                    help="the learned teachers' model: logistic regression or seeded gradient-boosted trees")
+    ap.add_argument("--label-graph", action="store_true",
+                    help="with --fit-on-train: also a 'labels' teacher, the learned one plus label-graph signals of "
+                         "NFCorpus train's labels (hnmine.evaluation.label_graph)")
+    ap.add_argument("--label-folds", type=int, default=3,
+                    help="the fitting queries' label-graph signals come from the labels of the other folds")
     ap.add_argument("--teacher-seed", type=int, default=0, help="the --seed the teacher was trained with")
     ap.add_argument("--name", default="teacher_denoise", help="output file stem in --results-dir")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
@@ -352,27 +407,38 @@ def main() -> None:
     data, relevant = one_known_positive(args.data, args.split, args.seed)
     if args.queries:
         data, relevant = subsample(data, relevant, args.queries, args.seed)
-    q, _, rank, hidden, scores, positive, cost, extra = score_candidates(data, relevant, args, args.teacher)
+    q, d, rank, hidden, scores, positive, cost, extra = score_candidates(data, relevant, args, args.teacher)
     if args.fit_on_train:
         start = time.perf_counter()
         tdata, trelevant = one_known_positive(args.data, "train", args.seed)
         tdata, trelevant = fit_queries(tdata, trelevant, args)
-        tq, _, trank, thidden, tscores, tpositive, _, textra = score_candidates(tdata, trelevant, args,
+        tq, td, trank, thidden, tscores, tpositive, _, textra = score_candidates(tdata, trelevant, args,
                                                                                 args.teacher if args.fit_ce else None)
         scores_fit = scores if args.fit_ce else {k: v for k, v in scores.items() if k != "ce"}
-        model = fit_learned(np.c_[features(tscores, tpositive, tq, trank), textra], thidden)
-        scores["learned"] = model.decision_function(np.c_[features(scores_fit, positive, q, rank), extra])
-        positive["learned"] = np.full(len(q), np.nan)  # a learned log-odds: no positive on its scale
-        cost["learned"] = {"pairs_scored": 0, "seconds": round(time.perf_counter() - start, 1),
-                           "fit_queries": tdata.num_queries, "fit_candidates": len(tq),
-                           "fit_hidden_share": float(thidden.mean())}
+        fit_x = np.c_[features(tscores, tpositive, tq, trank), textra]
+        x = np.c_[features(scores_fit, positive, q, rank), extra]
+        model = fit_learned(fit_x, thidden, args.learned_model)
+        scores["learned"] = model(x)
+        positive["learned"] = np.full(len(q), np.nan)  # a learned score: no positive on its scale
+        fit_info = {"fit_queries": tdata.num_queries, "fit_candidates": len(tq),
+                    "fit_hidden_share": float(thidden.mean()), "model": args.learned_model}
+        cost["learned"] = {"pairs_scored": 0, "seconds": round(time.perf_counter() - start, 1), **fit_info}
+        if args.label_graph:
+            start = time.perf_counter()
+            fit_graph = label_graph_fit_features(args.data, tdata, tq, td, trank, args.label_folds, args.seed)
+            graph = label_graph_features(args.data, data, q, d, rank, exclude=set())
+            model = fit_learned(np.c_[fit_x, fit_graph], thidden, args.learned_model)
+            scores["labels"] = model(np.c_[x, graph])
+            positive["labels"] = np.full(len(q), np.nan)
+            cost["labels"] = {"pairs_scored": 0, "seconds": round(time.perf_counter() - start, 1), **fit_info,
+                              "label_folds": args.label_folds}
 
     half = np.array(random.Random(args.seed).choices([0, 1], k=data.num_queries))[q]
     windows = {"11-50": (rank >= 11) & (rank <= 50), "1-50": (rank >= 1) & (rank <= 50)}
     rows = []
     for teacher in [t for t in TEACHERS if t in scores]:
         for rule in RULES:
-            if teacher == "learned" and rule not in ("max_score", "max_z"):
+            if teacher in ("learned", "labels") and rule not in ("max_score", "max_z"):
                 continue  # no positive on a learned log-odds scale
             for wname, win in windows.items():
                 s, p, qq, h = scores[teacher][win], positive[teacher][win], q[win], hidden[win]
