@@ -16,7 +16,9 @@ Rows (``--rows``): ``zero-shot`` (not trained), ``random`` (seeded random non-po
 ``st`` (sentence-transformers' ``mine_hard_negatives`` at its defaults, run for real), ``hnmine``
 (``hnmine mine`` defaults), ``best`` (``--best-recipe``: a recipe of the frontier benchmark by name),
 ``teacher`` (``--teacher DIR``: dense ranks ``--teacher-window`` denoised by that cross-encoder with
-``--teacher-rule``, e.g. a ``hnmine train-denoiser`` model trained on NFCorpus train).
+``--teacher-rule``, e.g. a ``hnmine train-denoiser`` model trained on NFCorpus train), ``labels`` (dense ranks
+1-50 denoised by the label-graph teacher of ``benchmarks/teacher_denoise.py``, reading the labels of the train
+queries not mined here; ``--label-drop``).
 Every trained row runs at each seed of ``--seeds``; the report gives mean ± standard deviation over seeds and
 the **paired** per-seed differences (same seed = same initial shuffling and dropout), and calls a difference
 real only when it is larger than twice its spread.
@@ -59,7 +61,7 @@ from false_negatives import (
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
-ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher")
+ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher", "labels")
 
 
 def log(msg: str) -> None:
@@ -73,9 +75,14 @@ def subsample(setting: Setting, n: int | None, seed: int) -> Setting:
     data = setting.data
     if not n or n >= data.num_queries:
         return setting
-    keep = sorted(random.Random(seed).sample(range(data.num_queries), n))
+    return restrict(setting, sorted(random.Random(seed).sample(range(data.num_queries), n)))
+
+
+def restrict(setting: Setting, keep: list[int]) -> Setting:
+    """Only the queries ``keep`` (indices), with their known positives and hidden labels."""
     from hnmine.data import MiningData
 
+    data = setting.data
     pairs = [(i, int(d)) for i, q in enumerate(keep) for d in data.positives_of(q)]
     small = MiningData.from_pairs([data.query_ids[q] for q in keep], [data.query_texts[q] for q in keep],
                                   data.doc_ids, data.doc_texts, pairs, data.source)
@@ -98,6 +105,36 @@ def random_negatives(setting: Setting, k: int, seed: int) -> tuple[np.ndarray, n
         q_out += [q] * k
         d_out += picks
     return np.array(q_out), np.array(d_out)
+
+
+def label_graph_negatives(setting: Setting, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The ``labels`` row: dense ranks 1-50, minus the ``--label-drop`` share of candidates that the label-graph
+    teacher of ``benchmarks/teacher_denoise.py`` scores most likely relevant, then the top ``--negatives``.
+
+    The teacher reads the labels of the train queries that are **not** mined here (the mined ones are
+    unlabelled in this setting) and is fitted on those other queries, fold-wise, as in that benchmark. The
+    removal share is a budget, not a threshold tuned on labels: 25 % of ranks 1-50 is about where the teacher
+    removes 20 % of the true negatives on dev."""
+    import teacher_denoise as td
+
+    mined_ids = frozenset(setting.data.query_ids)
+    full = nfcorpus_one_positive(args.data, "train", args.mine_seed)
+    fit = restrict(full, [i for i, qid in enumerate(full.data.query_ids) if qid not in mined_ids])
+    ns = argparse.Namespace(depth=50, ce_max_length=128, cache=None)
+    tq, tdoc, trank, thidden, tscores, tpositive, _, textra = td.score_candidates(fit.data, fit.relevant, ns, None)
+    fit_graph = td.label_graph_fit_features(args.data, fit.data, tq, tdoc, trank, 3, args.mine_seed, mined_ids)
+    model = td.fit_learned(np.c_[td.features(tscores, tpositive, tq, trank), textra, fit_graph], thidden, "hgb")
+    q, d, rank, _, scores, positive, _, extra = td.score_candidates(setting.data, setting.relevant, ns, None)
+    graph = td.label_graph_features(args.data, setting.data, q, d, rank, mined_ids)
+    s = model(np.c_[td.features(scores, positive, q, rank), extra, graph])
+    keep = s < np.quantile(s, 1.0 - args.label_drop)
+    chosen = np.zeros(len(q), dtype=bool)
+    counts = np.zeros(setting.data.num_queries, dtype=int)
+    for i in np.flatnonzero(keep):  # rows are sorted by (query, rank): the top kept ones
+        if counts[q[i]] < args.negatives:
+            counts[q[i]] += 1
+            chosen[i] = True
+    return q[chosen], d[chosen]
 
 
 def recipe_for(row: str, args: argparse.Namespace) -> Recipe:
@@ -134,6 +171,8 @@ def mine(row: str, setting: Setting, args: argparse.Namespace, out: Path) -> dic
     start = time.perf_counter()
     if row == "random":
         q, d = random_negatives(setting, args.negatives, args.mine_seed)
+    elif row == "labels":
+        q, d = label_graph_negatives(setting, args)
     else:
         mined = recipe_for(row, args).mine(setting, out / "work")
         q, d = mined.query_idx, mined.doc_idx
@@ -281,6 +320,9 @@ def main() -> None:
     ap.add_argument("--teacher-rule", default="max_z=1.0", help="RULE=VALUE of the teacher row (max_z, max_score, "
                                                                 "spread_margin, max_ratio, margin)")
     ap.add_argument("--teacher-window", default="0:50", help="RANGE_MIN:RANGE_MAX the teacher row draws from")
+    ap.add_argument("--label-drop", type=float, default=0.25,
+                    help="the 'labels' row removes this share of ranks 1-50 that the label-graph teacher scores "
+                         "most likely relevant")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-queries", type=int, default=800, help="seeded sample of train queries (0: all)")
     ap.add_argument("--negatives", type=int, default=3)

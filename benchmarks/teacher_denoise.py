@@ -311,7 +311,7 @@ def fit_learned(x: np.ndarray, y: np.ndarray, kind: str = "lr"):
 
 
 def label_graph_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndarray, rank: np.ndarray,
-                         exclude: set[str]) -> np.ndarray:
+                         exclude: set[str] | frozenset[str]) -> np.ndarray:
     """``LabelGraph`` signals (and each one's per-query z) of these candidates, from NFCorpus **train**'s labels
     minus the queries in ``exclude`` (a query's own labels never describe its own candidates)."""
     queries, _, qrels = read_beir(root, "train")
@@ -331,15 +331,16 @@ def label_graph_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndar
 
 
 def label_graph_fit_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndarray, rank: np.ndarray,
-                             folds: int, seed: int) -> np.ndarray:
-    """For the fitting queries: each fold's signals from the labels of the train queries outside that fold."""
+                             folds: int, seed: int, exclude: frozenset[str] = frozenset()) -> np.ndarray:
+    """For the fitting queries: each fold's signals from the labels of the train queries outside that fold (and
+    outside ``exclude``)."""
     fold = np.empty(data.num_queries, dtype=int)
     fold[random.Random(seed).sample(range(data.num_queries), data.num_queries)] = np.arange(data.num_queries) % folds
     out = np.zeros((len(q), 2 * len(SIGNALS)))
     for k in range(folds):
         mine = fold[q] == k
         out[mine] = label_graph_features(root, data, q[mine], d[mine], rank[mine],
-                                         {data.query_ids[i] for i in np.flatnonzero(fold == k)})
+                                         exclude | {data.query_ids[i] for i in np.flatnonzero(fold == k)})
     return out
 
 
