@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -270,3 +271,35 @@ def test_threads_answer_like_one_thread() -> None:
     two = index.top_k(queries, 20)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
+
+
+@pytest.mark.parametrize("cuts", [(0, 300), (0, 1, 150, 300), (0, 97, 98, 220, 300)])
+def test_parts_weighted_by_collection_statistics_equal_one_index(cuts: tuple[int, ...]) -> None:
+    """A corpus cut into parts (Ray corpus shards), each indexed with the collection's idf and mean length:
+    every part's scores are the whole index's floats on its rows, and the parts' top-k merged by (score, index)
+    is the whole index's top-k, ties included."""
+    from hnmine.engines.bm25_index import TermCounts, collection_idf
+    from hnmine.engines.sharded_search import TopKMerger
+
+    docs, queries = random_corpus(5)
+    docs[40] = list(docs[41])  # tied documents across a cut
+    whole = SparseBM25Index(docs, k1=1.2, b=0.7, epsilon=0.3)
+    bounds = list(itertools.pairwise(cuts))
+    counts = [TermCounts.of(docs[a:b]) for a, b in bounds]
+    idf = collection_idf([(c.words, c.doc_freq) for c in counts], len(docs), epsilon=0.3)
+    avgdl = sum(c.total_length for c in counts) / len(docs)
+    parts = [SparseBM25Index.over_part(c, i, avgdl, k1=1.2, b=0.7) for c, i in zip(counts, idf)]
+    k = 25
+    merger = TopKMerger(len(queries), k, dtype=np.float64)
+    for (a, _), part in zip(bounds, parts):
+        ids, scores = part.top_k(queries, k)
+        merger.add(np.arange(len(queries)), np.where(ids >= 0, ids + a, -1), scores)
+    expected_ids, expected_scores = whole.top_k(queries, k)
+    ids, scores = merger.result(len(docs))
+    assert np.array_equal(ids, expected_ids) and np.array_equal(scores, expected_scores)
+    query_idx = np.repeat(np.arange(len(queries)), 5)
+    doc_idx = np.random.default_rng(0).integers(0, len(docs), len(query_idx))
+    expected = whole.score_pairs(queries, query_idx, doc_idx)
+    for (a, b), part in zip(bounds, parts):
+        mine = (doc_idx >= a) & (doc_idx < b)
+        assert np.array_equal(part.score_pairs(queries, query_idx[mine], doc_idx[mine] - a), expected[mine])

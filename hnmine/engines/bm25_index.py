@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, count
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -24,7 +24,8 @@ from typing import IO, Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["BACKENDS", "BM25Index", "RankBM25Index", "SparseBM25Index", "build_bm25_index"]
+__all__ = ["BACKENDS", "BM25Index", "RankBM25Index", "SparseBM25Index", "TermCounts", "build_bm25_index",
+           "collection_idf"]
 
 BACKENDS = ("sparse", "rank-bm25")
 
@@ -42,6 +43,11 @@ class BM25Index(Protocol):
 
     def score_docs(self, query: list[str], doc_idx: np.ndarray) -> np.ndarray:
         """float64 BM25 scores of the given documents for one query."""
+        ...
+
+    def score_pairs(self, queries: Mapping[int, list[str]] | Sequence[list[str]], query_idx: np.ndarray,
+                    doc_idx: np.ndarray) -> np.ndarray:
+        """float64 BM25 scores of pairs: the tokens ``queries[query_idx[i]]`` against document ``doc_idx[i]``."""
         ...
 
 
@@ -124,6 +130,19 @@ class _TopK:
                 list(pool.map(answer, [range(t, nq, threads) for t in range(threads)]))
         return doc_idx, scores
 
+    def score_docs(self, query: list[str], doc_idx: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_pairs(self, queries: Mapping[int, list[str]] | Sequence[list[str]], query_idx: np.ndarray,
+                    doc_idx: np.ndarray) -> np.ndarray:
+        """One ``score_docs`` per distinct query of the pairs."""
+        query_idx, doc_idx = np.asarray(query_idx), np.asarray(doc_idx, dtype=np.int64)
+        out = np.zeros(len(query_idx), dtype=np.float64)
+        for q in np.unique(query_idx).tolist():
+            rows = np.flatnonzero(query_idx == q)
+            out[rows] = self.score_docs(queries[q], doc_idx[rows])
+        return out
+
     def _check_doc_idx(self, doc_idx: np.ndarray) -> np.ndarray:
         """Reject out-of-range ids instead of letting -1 padding wrap around to the last document."""
         doc_idx = np.asarray(doc_idx, dtype=np.int64).reshape(-1)
@@ -181,29 +200,36 @@ class SparseBM25Index(_TopK):
 
     def __init__(self, corpus_tokens: Sequence[list[str]] | TokenStream, k1: float = 1.5, b: float = 0.75,
                  epsilon: float = 0.25, processes: int = 1) -> None:
-        self.n_docs = n_docs = len(corpus_tokens)
-        term_ids, doc_len, vocab = _corpus_term_ids(corpus_tokens, processes)
-        self._vocab = vocab  # a plain dict: looking up a query token must not add it
-        n_terms = len(vocab)
-        if n_terms == 0:  # no tokens at all: every score is 0, as RankBM25Index reports
-            self._weights = sp.csr_matrix((0, n_docs), dtype=np.float64)
+        counts = TermCounts.of(corpus_tokens, processes)
+        # This corpus is the whole collection: its own document frequencies and mean length.
+        idf = self._idf(counts.doc_freq, counts.n_docs, epsilon) if counts.words else np.zeros(0)
+        self._weigh(counts, idf, counts.total_length / max(counts.n_docs, 1), k1, b)
+
+    @classmethod
+    def over_part(cls, counts: TermCounts, idf: np.ndarray, avgdl: float, k1: float = 1.5,
+                  b: float = 0.75) -> SparseBM25Index:
+        """The index of one part (shard) of a larger collection, weighted by the collection's statistics.
+
+        ``idf`` is each of ``counts.words``' idf over the whole collection (``collection_idf``) and ``avgdl``
+        its mean document length: the weights are then the very floats one index over the collection holds
+        for these documents, so a part's scores and top-k equal the whole index's on the part's rows.
+        """
+        index = cls.__new__(cls)
+        index._weigh(counts, idf, avgdl, k1, b)
+        return index
+
+    def _weigh(self, counts: TermCounts, idf: np.ndarray, avgdl: float, k1: float, b: float) -> None:
+        self.n_docs, self._vocab = counts.n_docs, counts.vocab  # a plain dict: a query token must not add to it
+        tf = counts.tf
+        if not counts.words:  # no tokens at all: every score is 0, as RankBM25Index reports
+            self._weights = sp.csr_matrix((0, counts.n_docs), dtype=np.float64)
             return
-
-        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int32), doc_len)
-        tf = sp.csr_matrix((np.ones(term_ids.shape[0], dtype=np.int32), (term_ids, doc_ids)),
-                           shape=(n_terms, n_docs))
-        del term_ids, doc_ids
-        tf.sum_duplicates()  # canonical: one entry per (term, doc), doc ids ascending within each term
-        tf = tf.astype(np.float64)  # exact: term frequencies are small integers
-
-        idf = self._idf(np.diff(tf.indptr), n_docs, epsilon)
-        avgdl = int(doc_len.sum()) / n_docs
         # Same expression, same evaluation order as BM25Okapi.get_scores, so each weight is bit-identical.
-        norm = k1 * (1 - b + b * doc_len / avgdl)
+        norm = k1 * (1 - b + b * counts.doc_len / avgdl)
         q_freq = tf.data
-        rows = np.repeat(np.arange(n_terms), np.diff(tf.indptr))
-        tf.data = idf[rows] * (q_freq * (k1 + 1) / (q_freq + norm[tf.indices]))
-        self._weights = tf
+        rows = np.repeat(np.arange(len(counts.words)), np.diff(tf.indptr))
+        self._weights = sp.csr_matrix((idf[rows] * (q_freq * (k1 + 1) / (q_freq + norm[tf.indices])), tf.indices,
+                                       tf.indptr), shape=tf.shape)
 
     def save(self, path: Path) -> None:
         """The weights and vocabulary, so an unchanged corpus is never tokenized and indexed again."""
@@ -264,6 +290,55 @@ class SparseBM25Index(_TopK):
             hit = docs[pos] == doc_idx
             out[hit] += w.data[lo:hi][pos[hit]]
         return out
+
+
+class TermCounts:
+    """A tokenized corpus (or one shard of it): the (term x doc) term-frequency matrix, document lengths and the
+    vocabulary in order of first appearance. What BM25 needs of the collection beyond this is two numbers per
+    term and one in all: document frequencies and the mean length, which shards sum (``collection_idf``)."""
+
+    def __init__(self, term_ids: np.ndarray, doc_len: np.ndarray, vocab: dict[str, int]) -> None:
+        self.vocab, self.doc_len, self.n_docs = vocab, doc_len, len(doc_len)
+        self.words = list(vocab)
+        doc_ids = np.repeat(np.arange(self.n_docs, dtype=np.int32), doc_len)
+        tf = sp.csr_matrix((np.ones(term_ids.shape[0], dtype=np.int32), (term_ids, doc_ids)),
+                           shape=(len(vocab), self.n_docs))
+        del term_ids, doc_ids
+        tf.sum_duplicates()  # canonical: one entry per (term, doc), doc ids ascending within each term
+        self.tf = tf.astype(np.float64)  # exact: term frequencies are small integers
+
+    @classmethod
+    def of(cls, corpus_tokens: Sequence[list[str]] | TokenStream, processes: int = 1) -> TermCounts:
+        term_ids, doc_len, vocab = _corpus_term_ids(corpus_tokens, processes)
+        return cls(term_ids, doc_len, vocab)
+
+    @property
+    def doc_freq(self) -> np.ndarray:
+        """Documents containing each word of ``words``."""
+        return np.diff(self.tf.indptr)
+
+    @property
+    def total_length(self) -> int:
+        return int(self.doc_len.sum())
+
+
+def collection_idf(parts: Sequence[tuple[list[str], np.ndarray]], n_docs: int,
+                   epsilon: float = 0.25) -> list[np.ndarray]:
+    """Each part's words' idf over the whole collection, from each part's (words, document frequencies).
+
+    ``parts`` in corpus order, each part's words in its order of first appearance: merged that way, the words
+    are numbered as one pass over the collection numbers them, so the idfs, their floor and the running sum of
+    ``average_idf`` are BM25Okapi's own (``SparseBM25Index._idf``). Holds the collection's vocabulary, not its
+    documents.
+    """
+    vocab: dict[str, int] = {}
+    ids = [np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
+           for words, _ in parts]
+    doc_freq = np.zeros(len(vocab), dtype=np.int64)
+    for part_ids, (_, freq) in zip(ids, parts):
+        np.add.at(doc_freq, part_ids, np.asarray(freq, dtype=np.int64))
+    idf = SparseBM25Index._idf(doc_freq, n_docs, epsilon) if len(vocab) else np.zeros(0)
+    return [idf[part_ids] for part_ids in ids]
 
 
 def _term_ids(docs: Iterable[list[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:

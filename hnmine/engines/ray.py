@@ -2,14 +2,14 @@
 
 Encoding the corpus and the queries, dense search, and cross-encoder scoring are the GPU hours of a mining
 run; everything else (exclusion, window, filters, selection, tiers, writing) is cheap columnar work. So the
-split is: Ray Data ``map_batches`` stages over Arrow shards do the former (encoders and cross-encoders as
-actor pools, one actor per GPU where the cluster has GPUs, CPU actors otherwise; search as one exact FAISS
-index per corpus shard, merged exactly by ``hnmine.engines.sharded_search``), and the driver runs the very same
-``Pipeline.run_chunk`` over the same stage objects, whose dense retrievers and cross-encoders are handed
-the Ray results: the job gives every stage this engine (``Stage.use_backend``), dense retrievers take the
-embeddings and top-k lists computed here (``DenseRetriever.use_results``), and cross-encoders ask this engine's
-``score_pairs``, which answers from the pairs scored ahead. No stage is forked, so the rows equal a
-local run's (scores up to float rounding: see ``tests/test_ray_engine.py``).
+split is: Ray Data ``map_batches`` stages over Arrow shards do the encoding (an actor pool, one actor per GPU
+where the cluster has GPUs, CPU actors otherwise) and the search (one exact FAISS index per corpus shard,
+merged exactly by ``hnmine.engines.sharded_search``), cross-encoder actors kept for the run score pairs, and the
+driver runs the very same ``Pipeline.run_chunk`` over the same stage objects: the job gives every stage this
+engine (``Stage.use_backend``), dense retrievers take the embeddings and top-k lists computed here
+(``DenseRetriever.use_results``), and cross-encoders ask this engine's ``score_pairs`` when a local run would
+ask the local engine, so the same pairs are scored. No stage is forked, so the rows equal a local run's
+(scores up to float rounding: see ``tests/test_ray_engine.py``).
 
 Ray is imported only here, and this module only when ``--engine ray`` is asked for: the local engine never
 needs it installed (``pip install hnmine[ray]`` adds it).
@@ -30,31 +30,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hnmine.candidates import CandidateBatch
 from hnmine.data import MiningData
 from hnmine.engines.encoder import Encoder, resolve_dtype
-from hnmine.engines.ray_corpus import ShardedCorpus, ShardEmbeddings
+from hnmine.engines.ray_corpus import ShardedCorpus, ShardEmbeddings, ray_get
 from hnmine.engines.sharded_search import TopKMerger, search_shard, shard_bounds
 from hnmine.errors import InputError
 from hnmine.io.inputs import InputFiles
-from hnmine.io.triplets import TripletFile, candidate_batch
+from hnmine.io.triplets import TripletFile
 from hnmine.io.writers import ROW_GROUP_ROWS, MinedWriter, atomic_dir
-from hnmine.jobs.chunks import run_chunks
 from hnmine.pipeline import Pipeline
 from hnmine.stages.bi_encoder_denoise import BiEncoderDenoiser
 from hnmine.stages.bm25 import BM25Retriever
-from hnmine.stages.cross_encoder import CrossEncoderDenoiser, CrossEncoderScorer, predict
+from hnmine.stages.cross_encoder import CrossEncoderScorer, predict
 from hnmine.stages.dense import EXACT_RESCORE_EXTRA, DenseRetriever
 from hnmine.stages.hybrid import HybridRetriever
-from hnmine.stages.siblings import SiblingFilter
 from hnmine.stages.synthetic import SyntheticNegatives
 
+S = TypeVar("S")
 ROWS_PER_SHARD = 50_000  # corpus rows per encoding/search shard unless --ray-shards says otherwise
 PAIRS_PER_BATCH = 4_096  # cross-encoder pairs handed to an actor at a time
 ROWS_PER_PART = 8 * ROW_GROUP_ROWS  # output rows per Parquet part
@@ -96,7 +94,12 @@ class EncodeActor:
 
 
 class CrossEncoderActor:
-    """One cross-encoder per actor, scoring batches of (query, passage) text pairs."""
+    """One cross-encoder per actor (per GPU on a GPU cluster), loaded once and kept for the run.
+
+    A plain actor, not a Ray Data stage: the chunk loop asks for scores as a local run does, a chunk's pairs at a
+    time and, for a rank-order denoiser, block by block until enough negatives survive; one Ray Data job per
+    such call would cost more than the scoring.
+    """
 
     def __init__(self, model: str, device: str | None, max_length: int | None, batch_size: int,
                  threads: int | None) -> None:
@@ -109,10 +112,8 @@ class CrossEncoderActor:
         self.model = load_cross_encoder(model, device, max_length)
         self.batch_size = batch_size
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        pairs = list(zip(batch.column("query").to_pylist(), batch.column("passage").to_pylist()))
-        return pa.table({"row": batch.column("row"),
-                         "score": pa.array(predict(self.model, pairs, self.batch_size), pa.float64())})
+    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        return predict(self.model, pairs, self.batch_size)
 
 
 def search_shard_batch(batch: pa.Table, query_emb: np.ndarray, k: int) -> pa.Table:
@@ -127,8 +128,8 @@ def search_shard_batch(batch: pa.Table, query_emb: np.ndarray, k: int) -> pa.Tab
 class RayEngine:
     """Where and how wide the Ray stages run; ``prepare_*`` hand their results to a pipeline's stages.
 
-    Cross-encoder scores are kept per scorer (``score_pairs``): ``prepare_*`` score every pair the run's
-    cross-encoders will ask for in one pass, so the chunk loop does not start one Ray job per chunk.
+    Cross-encoder pairs are scored when a stage asks (``score_pairs``), on actors kept for the run, so a Ray
+    run scores exactly the pairs a local run scores: a rank-order denoiser stops as early on both.
     """
 
     address: str | None = None
@@ -139,8 +140,7 @@ class RayEngine:
     _sharded: ShardedCorpus | None = field(default=None, init=False, repr=False)
     _started: bool = field(default=False, init=False, repr=False)
     _stats: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _scored: dict[int, tuple[CrossEncoderScorer, dict[tuple[str, str], float]]] = field(
-        default_factory=dict, init=False, repr=False)
+    _scorers: tuple[tuple, list[Any]] | None = field(default=None, init=False, repr=False)  # settings, actors
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -194,8 +194,9 @@ class RayEngine:
     def close(self) -> None:
         """Shut down only a Ray this engine started; an attached cluster or a caller's ``ray.init`` stays up.
 
-        The corpus shard actors are ended either way: on a Ray that stays up they would hold the corpus for as
-        long as this process lives."""
+        The corpus shard and cross-encoder actors are ended either way: on a Ray that stays up they would hold
+        the corpus and the models for as long as this process lives."""
+        self._release_scorers()
         if self._sharded is not None:
             self._sharded.close()
         if self._started:
@@ -238,6 +239,7 @@ class RayEngine:
         """Run ``fn`` over each table as one Ray Data block; an actor class becomes an actor pool."""
         import ray.data
 
+        self._release_scorers()  # a pool needs the CPUs / GPUs that cross-encoder actors hold
         resources = {k: v for k, v in pool.items() if k in ("num_cpus", "num_gpus")}
         compute = (ray.data.ActorPoolStrategy(size=pool["concurrency"]) if isinstance(fn, type)
                    else ray.data.TaskPoolStrategy(size=pool["concurrency"]))
@@ -305,31 +307,42 @@ class RayEngine:
         return merger.result(len(doc_emb))
 
     def score_pairs(self, scorer: CrossEncoderScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """Cross-encoder scores of text pairs, in the order given: pairs this scorer had scored before (all of a
-        run's, by ``prepare_*``) from memory, the others on the actor pool."""
-        known = self._scored.setdefault(id(scorer), (scorer, {}))[1]
-        missing = list(dict.fromkeys(p for p in pairs if p not in known))
-        if missing:
-            known.update(zip(missing, self._score_on_ray(scorer, missing).tolist()))
-        return np.array([known[p] for p in pairs], dtype=np.float64)
-
-    def _score_on_ray(self, scorer: CrossEncoderScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """Cross-encoder scores of text pairs from an actor pool, in the order given."""
-        pool = self._pool(scorer.device)
-        table = pa.table({"row": np.arange(len(pairs), dtype=np.int64),
-                          "query": pa.array([q for q, _ in pairs], pa.string()),
-                          "passage": pa.array([d for _, d in pairs], pa.string())})
-        tables = [table.slice(a, b - a) for a, b in shard_bounds(len(pairs), max(
-            pool["concurrency"], math.ceil(len(pairs) / PAIRS_PER_BATCH)))]
-        scores = np.full(len(pairs), np.nan)
+        """Cross-encoder scores of text pairs, in the order given, from this scorer's actors: the pairs split
+        into blocks over the actors, each block scored by the same ``predict`` a local run calls."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float64)
+        actors = self._scorer_actors(scorer)
+        blocks = shard_bounds(len(pairs), max(len(actors), math.ceil(len(pairs) / PAIRS_PER_BATCH)))
         start = time.perf_counter()
-        for part in self._map(tables, CrossEncoderActor, pool, fn_constructor_kwargs={
-                "model": scorer.model, "device": scorer.device, "max_length": scorer.max_length,
-                "batch_size": scorer.batch_size, "threads": pool["threads"]}):
-            scores[part.column("row").to_numpy()] = part.column("score").to_numpy()
+        scores = np.concatenate(ray_get([actors[i % len(actors)].score.remote(pairs[a:b])
+                                         for i, (a, b) in enumerate(blocks)]))
         self._count("cross-encoder pairs scored on Ray", len(pairs))
         self._count("cross-encoder seconds on Ray", round(time.perf_counter() - start, 2))
         return scores
+
+    def _scorer_actors(self, scorer: CrossEncoderScorer) -> list[Any]:
+        """The cross-encoder actors of ``scorer``'s settings, started on first use and kept until another model
+        or a Ray Data stage needs their CPUs / GPUs (one pool at a time, so a small cluster never waits)."""
+        import ray
+
+        settings = (scorer.model, scorer.device, scorer.max_length, scorer.batch_size)
+        if self._scorers is not None and self._scorers[0] == settings:
+            return self._scorers[1]
+        self._release_scorers()
+        self.start()
+        pool = self._pool(scorer.device)
+        actor = ray.remote(**{k: v for k, v in pool.items() if k in ("num_cpus", "num_gpus")})(CrossEncoderActor)
+        self._scorers = settings, [actor.remote(scorer.model, scorer.device, scorer.max_length, scorer.batch_size,
+                                                pool["threads"]) for _ in range(pool["concurrency"])]
+        return self._scorers[1]
+
+    def _release_scorers(self) -> None:
+        if self._scorers is not None:
+            import ray
+
+            for actor in self._scorers[1]:
+                ray.kill(actor)
+            self._scorers = None
 
     def _count(self, key: str, value: float) -> None:
         self._stats[key] = self._stats.get(key, 0) + value
@@ -357,12 +370,14 @@ class RayEngine:
     def _check_corpus_on_workers(self, pipeline: Pipeline) -> None:
         """What needs the whole corpus on the driver is refused with ``--ray-corpus workers``."""
         for stage in pipeline.stages:
-            if isinstance(stage, SiblingFilter) and stage.lexical_top is not None:
-                raise InputError("--ray-corpus workers: --lexical-top needs the whole corpus on the driver (its BM25 "
-                                 "ranking); use --ray-corpus driver")
-            if isinstance(stage, (BM25Retriever, HybridRetriever, SyntheticNegatives)):
+            if isinstance(stage, SyntheticNegatives):
                 raise InputError(f"--ray-corpus workers: the {stage.kind} stage needs the whole corpus on the "
-                                 "driver (BM25 on the shards is not built yet); use --ray-corpus driver")
+                                 "driver; use --ray-corpus driver")
+        for bm25 in _bm25_retrievers(pipeline):
+            if bm25.backend != "sparse":
+                raise InputError(f"--ray-corpus workers: --bm25-backend {bm25.backend} scores one index over the "
+                                 "whole corpus; the shards run the sparse backend (the same scores): use "
+                                 "--bm25-backend sparse")
         searched = [d for d in _dense_retrievers(pipeline) if _searched(pipeline, d)]
         if len(searched) > 1:
             raise InputError("--ray-corpus workers: one dense retriever searches the corpus shards; this pipeline "
@@ -376,13 +391,25 @@ class RayEngine:
             # as deep as the local search: DenseRetriever.exact_topk re-scores a few beyond top_k
             depth = dense.top_k + EXACT_RESCORE_EXTRA if _searched(pipeline, dense) else 0
             self._prepare_dense(dense, data, depth)
-        self._prescore(pipeline, data)
+        if self._sharded is not None:  # BM25 on the shards (a driver-held corpus is indexed by the stage itself)
+            for bm25 in _bm25_retrievers(pipeline):
+                self._prepare_bm25(bm25, data)
+
+    def _prepare_bm25(self, bm25: BM25Retriever, data: MiningData) -> None:
+        """The retriever searches the shards' BM25 indexes; each chunk's lists are fetched like dense ones."""
+        assert self._sharded is not None
+        corpus = self._sharded
+
+        def searched(queries: np.ndarray, ids: np.ndarray) -> None:  # this chunk's candidates and positives
+            corpus.window(np.concatenate([ids.reshape(-1), *(data.pooled_positives_of(int(q)) for q in queries)]),
+                          queries)
+
+        bm25.use_index(data, corpus.bm25(bm25), searched)
 
     def prepare_denoise(self, pipeline: Pipeline, triplets: TripletFile) -> None:
-        """For ``hnmine denoise``: score every pair the file's chunks bring to the cross-encoder on Ray first."""
+        """For ``hnmine denoise``: the teacher's pairs are scored on Ray as each chunk asks (``score_pairs``)."""
         self.check_pipeline(pipeline)
         self.start()
-        self._prescore(pipeline, triplets.data, partial(candidate_batch, triplets))
 
     def _prepare_dense(self, dense: DenseRetriever, data: MiningData, k: int) -> None:
         from hnmine.stages.dense import load_embeddings
@@ -424,7 +451,7 @@ class RayEngine:
             want = min(want, ids.shape[1])
             if self._sharded is not None and ids.shape[1]:  # this chunk's candidates and positives, at once
                 self._sharded.window(np.concatenate([ids[queries].reshape(-1), *(
-                    data.pooled_positives_of(int(q)) for q in queries)]))
+                    data.pooled_positives_of(int(q)) for q in queries)]), queries)
             return ids[queries, :want], scores[queries, :want]
 
         dense.use_results(data, doc_emb, query_emb, searcher, notes)
@@ -450,31 +477,6 @@ class RayEngine:
         notes.update(shard_notes)
         ids, scores = corpus.search(query_emb, k, exact=dense.index == "flat")
         return ShardEmbeddings(corpus), ids, scores
-
-    def _prescore(self, pipeline: Pipeline, data: MiningData,
-                  start: Callable[[np.ndarray], CandidateBatch] | None = None) -> None:
-        """Every (query, passage) pair reaching a cross-encoder, scored in one Ray pass per scorer.
-
-        The stages before the first cross-encoder run over every chunk first (the job's chunk loop, on a
-        pipeline of those stages only), which gives exactly the pairs the cross-encoder will ask for.
-        """
-        prefix, scorers = _before_cross_encoder(pipeline)
-        if not scorers:
-            return
-        pairs: dict[tuple[str, str], None] = {}
-
-        def collect(batch: CandidateBatch) -> tuple[None, int]:
-            for table in (batch.candidates, batch.positives):
-                q, d = table.column("query_idx").to_numpy(), table.column("doc_idx").to_numpy()
-                for qi, di in zip(q.tolist(), d.tolist()):
-                    pairs[(data.query_texts[qi], data.doc_texts[di])] = None
-            return None, 0
-
-        head = Pipeline(prefix or [_Unchanged()], chunk_size=pipeline.chunk_size)
-        for _ in run_chunks(head, data, collect, start=start):
-            pass
-        for scorer in scorers:
-            self.score_pairs(scorer, list(pairs))
 
     def describe(self) -> dict[str, Any]:
         """The ``engine`` entry of the run manifest."""
@@ -554,40 +556,25 @@ class PartitionedWriter(MinedWriter):
             self.parts = 1
 
 
-def _dense_retrievers(pipeline: Pipeline) -> list[DenseRetriever]:
-    """Every dense retriever a stage holds (a retriever, a hybrid's, the query clusters'), each once."""
-    found: dict[int, DenseRetriever] = {}
+def _held(pipeline: Pipeline, kind: type[S]) -> list[S]:
+    """Every stage of type ``kind`` the pipeline holds, as a stage or a part of one (a hybrid's retrievers, the
+    sibling filter's, the query clusters'), each once."""
+    found: dict[int, S] = {}
     for stage in pipeline.stages:
         for candidate in (stage, *stage.parts()):
-            if isinstance(candidate, DenseRetriever):
+            if isinstance(candidate, kind):
                 found.setdefault(id(candidate), candidate)
     return list(found.values())
+
+
+def _dense_retrievers(pipeline: Pipeline) -> list[DenseRetriever]:
+    return _held(pipeline, DenseRetriever)
+
+
+def _bm25_retrievers(pipeline: Pipeline) -> list[BM25Retriever]:
+    return _held(pipeline, BM25Retriever)
 
 
 def _searched(pipeline: Pipeline, dense: DenseRetriever) -> bool:
     """Whether any stage searches with this retriever (the query clusters' own one only embeds queries)."""
     return any(s is dense or (isinstance(s, HybridRetriever) and s.dense is dense) for s in pipeline.stages)
-
-
-@dataclass
-class _Unchanged:
-    """A pass-through stage: the pre-pass of a pipeline whose first stage is the cross-encoder."""
-
-    kind = "unchanged"
-
-    def apply(self, batch: CandidateBatch) -> CandidateBatch:
-        return batch
-
-
-def _before_cross_encoder(pipeline: Pipeline) -> tuple[list, list[CrossEncoderScorer]]:
-    """The stages before the first cross-encoder, and every cross-encoder scorer of the pipeline."""
-    scorers: list[CrossEncoderScorer] = []
-    first = None
-    for i, stage in enumerate(pipeline.stages):
-        scorer = stage.scorer if isinstance(stage, CrossEncoderDenoiser) else (
-            stage if isinstance(stage, CrossEncoderScorer) else None)
-        if scorer is not None:
-            scorers.append(scorer)
-            first = i if first is None else first
-    return (pipeline.stages[:first] if first is not None else []), scorers
-

@@ -6,7 +6,11 @@ row range of the corpus Parquet file (any path ``pyarrow.fs`` opens: local, NFS,
 ``hdfs://``), validates it with the same ``corpus_rows`` a local run reads the whole file with, embeds it with
 the same ``Encoder`` (and its embedding cache, keyed as locally, per shard) or takes its rows of the
 precomputed embeddings, and builds its own FAISS index with the retriever's own ``_build_index`` (flat, IVF
-or HNSW). The driver sends the query embeddings, merges the shards' top-k exactly
+or HNSW). BM25 runs on the shards too: each tokenizes its rows and reports its words' document frequencies
+and its total length, the driver sums them into the collection's idf and mean length and sends each shard its
+words' idf back, and each shard weighs its own sparse index with them (``SparseBM25Index.over_part``), so its
+scores are the floats one index over the whole corpus holds. The driver sends the query embeddings (or
+tokens), merges the shards' top-k exactly
 (``hnmine.engines.sharded_search``), and fetches from the shards only the rows the stages and the writer
 touch, one chunk of queries at a time: its candidates and positives (id, text, embedding). ``ShardedCorpus``
 hands those to the unchanged ``MiningData`` as sequences of corpus length that fetch on demand, so every stage
@@ -14,7 +18,7 @@ and writer runs as in a local run.
 
 What the driver holds grows with the queries (their embeddings and top-k lists) and the chunk size (one
 chunk's rows), not with the corpus, except one 8-byte text fingerprint slot per passage in ``MiningData``'s
-lazy key cache.
+lazy key cache and, with BM25, the collection's vocabulary while the idf is computed.
 """
 
 from __future__ import annotations
@@ -24,18 +28,22 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from hnmine.engines.bm25_index import SparseBM25Index, TermCounts, TokenStream, collection_idf
 from hnmine.engines.sharded_search import TopKMerger, search_index, shard_bounds
+from hnmine.engines.tokenize import tokenize
 from hnmine.errors import InputError
 from hnmine.io.inputs import ColumnNames, corpus_rows
 
 if TYPE_CHECKING:
     from hnmine.engines.ray import RayEngine
+    from hnmine.stages.bm25 import BM25Retriever
     from hnmine.stages.dense import DenseRetriever
 
 QUERIES_PER_SEARCH = 8192  # query embeddings searched per shard call: bounds what one answer holds
@@ -95,6 +103,7 @@ class CorpusShard:
         self.texts: list[str] = []
         self.emb: np.ndarray | None = None
         self.index: Any = None
+        self.bm25: dict[tuple, SparseBM25Index | TermCounts] = {}  # per BM25 setting: counted, then indexed
 
     def load(self) -> tuple[int, str, np.ndarray]:
         """Read and check the shard; (rows, content digest, id fingerprints) for the driver."""
@@ -153,6 +162,29 @@ class CorpusShard:
         return (lo, np.where(found, rows + self.start, -1).astype(np.int64),
                 np.where(found, scores, -np.inf).astype(np.float32))
 
+    def bm25_counts(self, key: tuple, stopwords: bool) -> tuple[list[str], np.ndarray, int]:
+        """Tokenize the shard: its words (in order of first appearance), their document frequencies, and its
+        total length, what the driver sums into the collection's statistics."""
+        counts = TermCounts.of(TokenStream(self.texts, partial(tokenize, stopwords=stopwords)))
+        self.bm25[key] = counts
+        return counts.words, counts.doc_freq, counts.total_length
+
+    def bm25_index(self, key: tuple, idf: np.ndarray, avgdl: float, k1: float, b: float) -> None:
+        """Weigh the shard's counts with the collection's idf and mean length (``bm25_counts`` first)."""
+        counts = self.bm25[key]
+        assert isinstance(counts, TermCounts), "bm25_counts() first"
+        self.bm25[key] = SparseBM25Index.over_part(counts, idf, avgdl, k1, b)
+
+    def bm25_search(self, key: tuple, queries: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 top-``k`` of each tokenized query in this shard, as global rows (-1 padding, as the index's)."""
+        ids, scores = self.bm25[key].top_k(queries, k)
+        return np.where(ids >= 0, ids + self.start, -1), scores
+
+    def bm25_score(self, key: tuple, queries: dict[int, list[str]], query_idx: np.ndarray,
+                   doc_idx: np.ndarray) -> np.ndarray:
+        """BM25 scores of (query, global row) pairs whose rows are in this shard."""
+        return self.bm25[key].score_pairs(queries, query_idx, np.asarray(doc_idx, dtype=np.int64) - self.start)
+
     def rows(self, doc_idx: np.ndarray, embeddings: bool) -> tuple[list[str], list[str], np.ndarray | None]:
         """Ids, texts and (with ``embeddings``) unit vectors of global rows ``doc_idx``, all in this shard."""
         local = np.asarray(doc_idx, dtype=np.int64) - self.start
@@ -160,7 +192,7 @@ class CorpusShard:
         return [self.ids[i] for i in local.tolist()], [self.texts[i] for i in local.tolist()], emb
 
 
-def _get(refs: Any) -> Any:
+def ray_get(refs: Any) -> Any:
     """``ray.get``, with an ``InputError`` raised on a worker re-raised here as the one-line error it is."""
     import ray
 
@@ -228,6 +260,7 @@ class ShardedCorpus:
         self.digest = ""
         self.stats: dict[str, float] = {}
         self._rows: dict[int, tuple[str, str, np.ndarray | None]] = {}  # global row -> (id, text, unit vector)
+        self._window_queries = b""  # the chunk whose rows _rows holds
         self._embedded = False
         self.dim = 0
 
@@ -250,7 +283,7 @@ class ShardedCorpus:
         self.shards = [actor.remote(path, a, b, columns) for a, b in bounds]
         self.starts = np.array([a for a, _ in bounds], dtype=np.int64)
         start = time.perf_counter()
-        loaded = _get([s.load.remote() for s in self.shards])
+        loaded = ray_get([s.load.remote() for s in self.shards])
         self._check_unique_ids(path, [keys for _, _, keys in loaded])
         self.digest = hashlib.sha256("|".join(d for _, d, _ in loaded).encode()).hexdigest()
         self.stats.update({"corpus_on": "workers", "corpus_shards": len(bounds),
@@ -265,7 +298,7 @@ class ShardedCorpus:
         del every, values, counts
         if not len(repeated):
             return
-        rows = sorted(r for found in _get([s.rows_of.remote(repeated[:1]) for s in self.shards]) for r in found)
+        rows = sorted(r for found in ray_get([s.rows_of.remote(repeated[:1]) for s in self.shards]) for r in found)
         if len(rows) > 1 and rows[0][1] == rows[1][1]:
             raise InputError(f"{path}: duplicate doc_id {rows[0][1]!r} in rows {rows[0][0]} and {rows[1][0]} "
                              "(0-based)")
@@ -273,7 +306,7 @@ class ShardedCorpus:
     def locate(self, wanted: set[str]) -> Mapping[str, int]:
         """Global rows of the wanted ids (the qrels' doc ids), looked up by each shard in its own rows."""
         found: dict[str, int] = {}
-        for part in _get([s.locate.remote(wanted) for s in self.shards]):
+        for part in ray_get([s.locate.remote(wanted) for s in self.shards]):
             found.update(part)
         return found
 
@@ -290,11 +323,15 @@ class ShardedCorpus:
     def _shard_of(self, doc_idx: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.starts, doc_idx, side="right") - 1
 
-    def window(self, doc_idx: np.ndarray) -> None:
-        """The rows one chunk of queries needs (its candidates and positives), fetched in one call per shard;
-        rows of earlier chunks are dropped, so the driver holds one chunk's rows, whatever the query count."""
+    def window(self, doc_idx: np.ndarray, queries: np.ndarray) -> None:
+        """The rows the chunk of ``queries`` needs (its candidates and positives), fetched in one call per shard;
+        rows of earlier chunks are dropped, so the driver holds one chunk's rows, whatever the query count (a
+        second retriever of the same chunk, a hybrid's, adds its rows to the window)."""
         doc_idx = np.unique(np.asarray(doc_idx, dtype=np.int64))
-        self._rows = {i: self._rows[i] for i in doc_idx.tolist() if i in self._rows}
+        chunk = np.asarray(queries, dtype=np.int64).tobytes()
+        if chunk != self._window_queries:
+            self._rows = {i: self._rows[i] for i in doc_idx.tolist() if i in self._rows}
+            self._window_queries = chunk
         self.fetch(doc_idx)
         self.stats["largest chunk of rows held by the driver"] = max(
             len(self._rows), self.stats.get("largest chunk of rows held by the driver", 0))
@@ -309,7 +346,7 @@ class ShardedCorpus:
         shard = self._shard_of(missing)
         calls = [(missing[shard == s], self.shards[s].rows.remote(missing[shard == s], self._embedded))
                  for s in np.unique(shard).tolist()]
-        for rows, (ids, texts, emb) in zip((r for r, _ in calls), _get([c for _, c in calls])):
+        for rows, (ids, texts, emb) in zip((r for r, _ in calls), ray_get([c for _, c in calls])):
             # Each vector copied out on its own: a view would pin the whole answer in Ray's object store (mapped
             # into this process) for as long as one of its rows stays in the window, and the pinned answers of
             # every chunk would add up.
@@ -339,7 +376,7 @@ class ShardedCorpus:
         worker_dense = replace(dense, dtype=dtype or dense.dtype)
         start = time.perf_counter()
         notes: dict[str, float] = {}
-        for part in _get([s.embed.remote(worker_dense, self.total, threads) for s in self.shards]):
+        for part in ray_get([s.embed.remote(worker_dense, self.total, threads) for s in self.shards]):
             for key, value in part.items():
                 notes[key] = value if key == "dimension" else notes.get(key, 0) + value
         self._embedded, self.dim = True, int(notes["dimension"])
@@ -357,10 +394,66 @@ class ShardedCorpus:
                    for lo in range(0, len(query_emb), QUERIES_PER_SEARCH) for s in self.shards]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            lo, ids, scores = _get(done[0])
+            lo, ids, scores = ray_get(done[0])
             merger.add(np.arange(lo, lo + len(ids)), ids, scores)
         self.stats["search seconds on Ray"] = round(time.perf_counter() - start, 2)
         if exact:
             return merger.result(self.total)
         width = min(k, self.total)  # IVF/HNSW may find fewer than k in a shard: -1 rows, as a local index's
         return merger.ids[:, :width], merger.scores[:, :width]
+
+    # -- BM25 on the shards --------------------------------------------------------------------------------
+
+    def bm25(self, retriever: BM25Retriever) -> ShardBM25Index:
+        """Each shard's BM25 index, weighted by the collection's statistics summed here from the shards' counts."""
+        key = (retriever.k1, retriever.b, retriever.epsilon, retriever.stopwords)
+        start = time.perf_counter()
+        counts = ray_get([s.bm25_counts.remote(key, retriever.stopwords) for s in self.shards])
+        idf = collection_idf([(words, freq) for words, freq, _ in counts], self.total, retriever.epsilon)
+        avgdl = sum(length for *_, length in counts) / self.total
+        del counts
+        ray_get([s.bm25_index.remote(key, part, avgdl, retriever.k1, retriever.b)
+                 for s, part in zip(self.shards, idf)])
+        self.stats["BM25 index seconds on Ray"] = round(time.perf_counter() - start, 2)
+        return ShardBM25Index(self, key)
+
+
+class ShardBM25Index:
+    """A ``BM25Index`` whose documents are the corpus shards' rows: the stages use it as their own index.
+
+    Top-k lists are merged exactly on float64 scores (BM25's near-ties differ in the last bits of a double),
+    ties to the smaller row, as one index over the corpus orders them.
+    """
+
+    def __init__(self, corpus: ShardedCorpus, key: tuple) -> None:
+        self.corpus, self.key, self.n_docs = corpus, key, corpus.total
+
+    def top_k(self, queries: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        merger = TopKMerger(len(queries), k, dtype=np.float64)
+        every = np.arange(len(queries))
+        for ids, scores in ray_get([s.bm25_search.remote(self.key, queries, k) for s in self.corpus.shards]):
+            merger.add(every, ids, scores)
+        return merger.ids, merger.scores
+
+    def score_docs(self, query: list[str], doc_idx: np.ndarray) -> np.ndarray:
+        return self.score_pairs([query], np.zeros(len(doc_idx), dtype=np.int64), doc_idx)
+
+    def score_pairs(self, queries: Mapping[int, list[str]] | Sequence[list[str]], query_idx: np.ndarray,
+                    doc_idx: np.ndarray) -> np.ndarray:
+        """One call per shard holding any of the rows, with the tokens of its pairs' queries only."""
+        query_idx, doc_idx = np.asarray(query_idx, dtype=np.int64), np.asarray(doc_idx, dtype=np.int64)
+        out = np.zeros(len(doc_idx), dtype=np.float64)
+        if not len(doc_idx):
+            return out
+        if doc_idx.min() < 0 or doc_idx.max() >= self.n_docs:
+            raise IndexError(f"doc_idx out of range for a corpus of {self.n_docs} documents")
+        shard = self.corpus._shard_of(doc_idx)
+        calls = []
+        for s in np.unique(shard).tolist():
+            rows = np.flatnonzero(shard == s)
+            tokens = {q: queries[q] for q in np.unique(query_idx[rows]).tolist()}
+            calls.append((rows, self.corpus.shards[s].bm25_score.remote(self.key, tokens, query_idx[rows],
+                                                                        doc_idx[rows])))
+        for (rows, _), scores in zip(calls, ray_get([c for _, c in calls])):
+            out[rows] = scores
+        return out

@@ -54,13 +54,15 @@ def search_shard(doc_emb: np.ndarray, doc_ids: np.ndarray, query_emb: np.ndarray
     return np.asarray(doc_ids, dtype=np.int64)[rows], scores.astype(np.float32, copy=False)
 
 
-def merge_topk(ids: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_topk(ids: list[np.ndarray], scores: list[np.ndarray], k: int,
+               dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best of several ``(num_queries, k_i)`` lists per query: higher score first, then smaller id.
 
-    Exact: nothing is approximated or re-scored, each list's own scores are compared.
+    Exact: nothing is approximated or re-scored, each list's own scores are compared (as ``dtype``: float64
+    for BM25's scores, which near-ties separate only in the last bits of a double).
     """
     all_ids = np.concatenate([np.asarray(a, dtype=np.int64) for a in ids], axis=1)
-    all_scores = np.concatenate([np.asarray(s, dtype=np.float32) for s in scores], axis=1)
+    all_scores = np.concatenate([np.asarray(s, dtype=dtype) for s in scores], axis=1)
     # Padding (id -1, score -inf) from a merger not yet full sorts last.
     order = np.lexsort((np.where(all_ids < 0, np.iinfo(np.int64).max, all_ids), -all_scores.astype(np.float64)),
                        axis=1)[:, :k]
@@ -74,17 +76,18 @@ class TopKMerger:
     number of shards.
     """
 
-    def __init__(self, num_queries: int, k: int) -> None:
-        self.k = k
+    def __init__(self, num_queries: int, k: int, dtype: type = np.float32) -> None:
+        self.k, self.dtype = k, dtype
         self.ids = np.full((num_queries, k), -1, dtype=np.int64)
-        self.scores = np.full((num_queries, k), -np.inf, dtype=np.float32)
+        self.scores = np.full((num_queries, k), -np.inf, dtype=dtype)
 
     def add(self, query_idx: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> None:
         """Merge one shard's lists for the given queries (rows of ``ids``/``scores`` follow ``query_idx``)."""
         query_idx = np.asarray(query_idx, dtype=np.int64)
         if len(query_idx) == 0:
             return
-        merged_ids, merged_scores = merge_topk([self.ids[query_idx], ids], [self.scores[query_idx], scores], self.k)
+        merged_ids, merged_scores = merge_topk([self.ids[query_idx], ids], [self.scores[query_idx], scores], self.k,
+                                                 self.dtype)
         self.ids[query_idx], self.scores[query_idx] = merged_ids, merged_scores
 
     def result(self, num_docs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -109,7 +109,7 @@ def _denoise(job: DenoiseJob, engine: Engine, out: Path) -> DenoiseResult:
         step.set_note(f"{triplets.table.num_rows:,} rows, {triplets.data.num_queries:,} queries")
     data = triplets.data
     pipeline.use_engine(engine)  # the teacher encodes or scores pairs on it
-    engine.prepare_denoise(pipeline, triplets)  # a Ray cluster scores every pair here, in one pass
+    engine.prepare_denoise(pipeline, triplets)  # a Ray engine attaches to its cluster here
     report = pipeline.report
     report.queries, report.documents = data.num_queries, data.num_docs
     report.positives = int(data.positive_counts.sum())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,7 @@ class BM25Retriever(Stage):
     _index: BM25Index | None = field(default=None, init=False, repr=False)
     _data: MiningData | None = field(default=None, init=False, repr=False)
     _query_tokens: list[list[str]] = field(default_factory=list, init=False, repr=False)
+    _searched: Callable[[np.ndarray, np.ndarray], None] | None = field(default=None, init=False, repr=False)
 
     def prepare(self, data: MiningData) -> None:
         if self._data is data:
@@ -63,6 +65,17 @@ class BM25Retriever(Stage):
             self._index = self._cached_index(data)
         if isinstance(self._index, SparseBM25Index):
             self._index.threads = usable_cpus()  # queries are scored on every core the process may use
+        self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)
+        self._data = data
+
+    def use_index(self, data: MiningData, index: BM25Index,
+                  searched: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
+        """Search ``index``, built elsewhere over ``data``'s corpus with this stage's settings (the Ray engine's
+        corpus shards: ``hnmine.engines.ray_corpus.ShardBM25Index``), instead of building one here.
+
+        ``searched(queries, doc_idx)`` is told each chunk's top-k lists, so the engine can fetch their rows.
+        """
+        self._index, self._searched = index, searched
         self._query_tokens = tokenize_many(data.query_texts, stopwords=self.stopwords)
         self._data = data
 
@@ -98,11 +111,7 @@ class BM25Retriever(Stage):
     def score_pairs(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         """BM25 scores of arbitrary (query, doc) pairs, for positives and for fused candidates."""
         assert self._index is not None, "prepare() first"
-        out = np.zeros(len(query_idx), dtype=np.float64)
-        for q in np.unique(query_idx):
-            rows = np.flatnonzero(query_idx == q)
-            out[rows] = self._index.score_docs(self._query_tokens[int(q)], doc_idx[rows].astype(np.int64))
-        return out
+        return self._index.score_pairs(self._query_tokens, query_idx, doc_idx)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         self.prepare(batch.data)
@@ -110,6 +119,8 @@ class BM25Retriever(Stage):
         # Never wider than the corpus: a huge --range-max must not size a (queries x top_k) array.
         k = min(self.top_k, batch.data.num_docs)
         doc_idx, scores = self._index.top_k([self._query_tokens[int(q)] for q in batch.queries], k)
+        if self._searched is not None:
+            self._searched(batch.queries, doc_idx)
         candidates = topk_to_table(batch.queries, doc_idx, scores, self.kind)
         pos = batch.positives
         pos_scores = self.score_pairs(pos.column("query_idx").to_numpy(), pos.column("doc_idx").to_numpy())
