@@ -331,9 +331,12 @@ class RayEngine:
         self._release_scorers()
         self.start()
         pool = self._pool(scorer.device)
+        # No more actors than the cluster can place (--ray-workers may ask for more): the blocks handed to an
+        # actor that never starts would wait forever.
+        room = self._gpus() if pool.get("num_gpus") else int(self._stats.get("cluster_cpus", 1) // pool["num_cpus"])
         actor = ray.remote(**{k: v for k, v in pool.items() if k in ("num_cpus", "num_gpus")})(CrossEncoderActor)
         self._scorers = settings, [actor.remote(scorer.model, scorer.device, scorer.max_length, scorer.batch_size,
-                                                pool["threads"]) for _ in range(pool["concurrency"])]
+                                                pool["threads"]) for _ in range(max(1, min(pool["concurrency"], room)))]
         return self._scorers[1]
 
     def _release_scorers(self) -> None:
