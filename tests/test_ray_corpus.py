@@ -109,6 +109,21 @@ def test_bm25_on_the_shards_equals_local(ray_local, sample_dir: Path, tmp_path: 
     assert b["engine"]["corpus_shards"] == 3 and b["engine"]["BM25 index seconds on Ray"] >= 0
 
 
+def test_shards_keep_their_bm25_counts_in_the_cache(ray_local, sample_dir: Path, tmp_path: Path) -> None:
+    """A re-run (another window) reads every shard's term counts from the BM25 cache instead of tokenizing,
+    and writes the rows an uncached run writes."""
+    options = ("--retriever", "bm25", "--top-k", "30", *WORKERS, "--ray-shards", "3")
+    cached = ("--cache-dir", str(tmp_path / "cache"))
+    first, second, uncached = tmp_path / "first.parquet", tmp_path / "second.parquet", tmp_path / "uncached.parquet"
+    mine(sample_dir, first, *options, *cached)
+    mine(sample_dir, second, *options, *cached, "--range-max", "20")
+    mine(sample_dir, uncached, *options, "--no-cache", "--range-max", "20")
+    engines = [json.loads(p.with_name(p.name + ".manifest.json").read_text())["engine"]
+               for p in (first, second, uncached)]
+    assert [e["BM25 shards read from the cache"] for e in engines] == [0, 3, 0]
+    assert pq.read_table(second).equals(pq.read_table(uncached))
+
+
 def test_shard_actors_end_with_the_run(ray_local, sample_dir: Path, tmp_path: Path,
                                        sample_embeddings: tuple[str, str]) -> None:
     """On a Ray that stays up (attached, or this process's own), the shards do not outlive the run."""

@@ -312,6 +312,22 @@ class TermCounts:
         term_ids, doc_len, vocab = _corpus_term_ids(corpus_tokens, processes)
         return cls(term_ids, doc_len, vocab)
 
+    def save_to(self, f: IO[bytes]) -> None:
+        np.savez(f, data=self.tf.data, indices=self.tf.indices, indptr=self.tf.indptr, doc_len=self.doc_len,
+                 vocab=np.array("\x00".join(self.words)))  # \w+ tokens never hold a NUL
+
+    @classmethod
+    def load(cls, path: Path) -> TermCounts:
+        with np.load(path) as z:
+            counts = cls.__new__(cls)
+            words = str(z["vocab"])
+            counts.words = words.split("\x00") if words else []
+            counts.vocab = {w: i for i, w in enumerate(counts.words)}
+            counts.doc_len = z["doc_len"]
+            counts.n_docs = len(counts.doc_len)
+            counts.tf = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=(len(counts.words), counts.n_docs))
+        return counts
+
     @property
     def doc_freq(self) -> np.ndarray:
         """Documents containing each word of ``words``."""

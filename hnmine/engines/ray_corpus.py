@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from hnmine.stages.dense import DenseRetriever
 
 QUERIES_PER_SEARCH = 8192  # query embeddings searched per shard call: bounds what one answer holds
+BM25_COUNTS_FORMAT = "hnmine-bm25-shard-counts-v1"  # a shard's BM25 term counts in the cache
 
 
 def _filesystem(path: str) -> tuple[Any, str]:
@@ -162,12 +163,28 @@ class CorpusShard:
         return (lo, np.where(found, rows + self.start, -1).astype(np.int64),
                 np.where(found, scores, -np.inf).astype(np.float32))
 
-    def bm25_counts(self, key: tuple, stopwords: bool) -> tuple[list[str], np.ndarray, int]:
+    def bm25_counts(self, key: tuple, stopwords: bool, cache_dir: str | None,
+                    use_cache: bool) -> tuple[list[str], np.ndarray, int, bool]:
         """Tokenize the shard: its words (in order of first appearance), their document frequencies, and its
-        total length, what the driver sums into the collection's statistics."""
-        counts = TermCounts.of(TokenStream(self.texts, partial(tokenize, stopwords=stopwords)))
+        total length, what the driver sums into the collection's statistics; and whether the counts came from
+        the BM25 cache (keyed by the shard's texts and the tokenizer's option, so a re-run skips tokenizing)."""
+        from hnmine.io.cache_files import read_or_build
+        from hnmine.jobs.checkpoint import update_texts
+        from hnmine.stages.bm25 import bm25_cache_dir
+
+        def build() -> TermCounts:
+            return TermCounts.of(TokenStream(self.texts, partial(tokenize, stopwords=stopwords)))
+
+        cached = False
+        if use_cache:
+            h = hashlib.sha256(f"{BM25_COUNTS_FORMAT}|{stopwords}|".encode())
+            update_texts(h, self.texts)
+            counts, cached = read_or_build(bm25_cache_dir(cache_dir) / f"counts-{h.hexdigest()}.npz", {
+                "format": BM25_COUNTS_FORMAT, "n_docs": len(self.texts)}, TermCounts.load, build, TermCounts.save_to)
+        else:
+            counts = build()
         self.bm25[key] = counts
-        return counts.words, counts.doc_freq, counts.total_length
+        return counts.words, counts.doc_freq, counts.total_length, cached
 
     def bm25_index(self, key: tuple, idf: np.ndarray, avgdl: float, k1: float, b: float) -> None:
         """Weigh the shard's counts with the collection's idf and mean length (``bm25_counts`` first)."""
@@ -408,9 +425,11 @@ class ShardedCorpus:
         """Each shard's BM25 index, weighted by the collection's statistics summed here from the shards' counts."""
         key = (retriever.k1, retriever.b, retriever.epsilon, retriever.stopwords)
         start = time.perf_counter()
-        counts = ray_get([s.bm25_counts.remote(key, retriever.stopwords) for s in self.shards])
-        idf = collection_idf([(words, freq) for words, freq, _ in counts], self.total, retriever.epsilon)
-        avgdl = sum(length for *_, length in counts) / self.total
+        counts = ray_get([s.bm25_counts.remote(key, retriever.stopwords, retriever.cache_dir, retriever.use_cache)
+                          for s in self.shards])
+        idf = collection_idf([(words, freq) for words, freq, *_ in counts], self.total, retriever.epsilon)
+        avgdl = sum(length for *_, length, _ in counts) / self.total
+        self.stats["BM25 shards read from the cache"] = sum(cached for *_, cached in counts)
         del counts
         ray_get([s.bm25_index.remote(key, part, avgdl, retriever.k1, retriever.b)
                  for s, part in zip(self.shards, idf)])

@@ -19,7 +19,9 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 
 def sidecar(path: Path) -> Path:
@@ -69,6 +71,21 @@ def discard(path: Path) -> None:
     for p in (path, sidecar(path)):
         with contextlib.suppress(OSError):
             p.unlink(missing_ok=True)
+
+
+def read_or_build(path: Path, expect: dict[str, Any], load: Callable[[Path], T], build: Callable[[], T],
+                  save: Callable[[T, IO[bytes]], None]) -> tuple[T, bool]:
+    """The intact entry at ``path`` (``load`` may raise ``ValueError`` on a stale one), or ``build()``'s value
+    written there; and whether it was read from the cache."""
+    if verified_meta(path, expect) is not None:
+        try:
+            return load(path), True
+        except (OSError, ValueError, KeyError, EOFError):
+            discard(path)  # a damaged entry is rebuilt, never trusted
+    value = build()
+    with contextlib.suppress(OSError):  # an unwritable cache costs a rebuild next time, not this run
+        write_entry(path, lambda f: save(value, f), expect)
+    return value, False
 
 
 def verified_meta(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any] | None:

@@ -5,7 +5,6 @@ Lexical neighbours are the classic hard negatives (DPR): they share the query's 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -23,11 +22,16 @@ from hnmine.data import MiningData
 from hnmine.engines.bm25_index import BACKENDS, BM25Index, SparseBM25Index, TokenStream, build_bm25_index
 from hnmine.engines.encoder import default_cache_dir
 from hnmine.engines.tokenize import tokenize, tokenize_many
-from hnmine.io.cache_files import discard, verified_meta, write_entry
+from hnmine.io.cache_files import read_or_build
 from hnmine.stage import Phase, Stage, option, top_k_option
 from hnmine.stages.retrieval import topk_to_table
 
 BM25_CACHE_FORMAT = "hnmine-bm25-v2"
+
+
+def bm25_cache_dir(cache_dir: str | None) -> Path:
+    """Where BM25 cache entries live: the whole corpus's weights here, a Ray corpus shard's term counts too."""
+    return (Path(cache_dir) if cache_dir else default_cache_dir()) / "bm25"
 
 
 def usable_cpus() -> int:
@@ -93,20 +97,15 @@ class BM25Retriever(Stage):
             raw = text.encode("utf-8", "surrogatepass")
             h.update(len(raw).to_bytes(8, "little"))
             h.update(raw)
-        path = (Path(self.cache_dir) if self.cache_dir else default_cache_dir()) / "bm25" / f"{h.hexdigest()}.npz"
+        def load(path: Path) -> BM25Index:  # size and checksum already match the sidecar (cache_files)
+            index = SparseBM25Index.load(path)
+            if index.n_docs != data.num_docs:
+                raise ValueError(f"{path}: {index.n_docs} documents, expected {data.num_docs}")
+            return index
+
+        path = bm25_cache_dir(self.cache_dir) / f"{h.hexdigest()}.npz"
         expect = {"format": BM25_CACHE_FORMAT, "n_docs": data.num_docs}
-        if verified_meta(path, expect) is not None:  # size and checksum match the sidecar (cache_files)
-            try:
-                index = SparseBM25Index.load(path)
-                if index.n_docs == data.num_docs:
-                    return index
-            except (OSError, ValueError, KeyError, EOFError):
-                pass
-            discard(path)  # a damaged entry is rebuilt, never trusted
-        index = build()
-        with contextlib.suppress(OSError):  # an unwritable cache costs a rebuild next time, not this run
-            write_entry(path, index.save_to, expect)
-        return index
+        return read_or_build(path, expect, load, build, lambda index, f: index.save_to(f))[0]
 
     def score_pairs(self, query_idx: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         """BM25 scores of arbitrary (query, doc) pairs, for positives and for fused candidates."""
