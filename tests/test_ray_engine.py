@@ -114,17 +114,31 @@ def test_ray_bm25_and_hybrid_equal_local(ray_local, sample_dir: Path, tmp_path: 
     assert_same_manifest(local, ray_out)
 
 
-def test_ray_denoise_equals_local(ray_local, sample_dir: Path, tmp_path: Path, tiny_cross_encoder: str) -> None:
+@pytest.mark.parametrize("teacher", ["cross-encoder", "bi-encoder"])
+def test_ray_denoise_equals_local(ray_local, sample_dir: Path, tmp_path: Path, tiny_cross_encoder: str,
+                                  tiny_sentence_transformer: str, teacher: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cross-encoder teacher scores each chunk's pairs on Ray actors; the bi-encoder teacher embeds the
+    file's distinct texts with the Ray encoder pool (float32: the same floats up to the batch a text is
+    padded in; each engine with an empty embedding cache of its own, so both really encode)."""
     mined = tmp_path / "mined.parquet"
     mine(sample_dir, mined, "--retriever", "bm25", "--range-max", "20")
+    scorer = ["--cross-encoder", tiny_cross_encoder] if teacher == "cross-encoder" else [
+        "--scorer", f"bi-encoder:{tiny_sentence_transformer}", "--dtype", "float32"]
     outputs = {}
     for engine in ("local", "ray"):
         out = tmp_path / f"{engine}.parquet"
-        result = runner.invoke(app, ["denoise", str(mined), "--cross-encoder", tiny_cross_encoder, "--margin", "0.0",
-                                     "--output", str(out), "--quiet", "--engine", engine])
+        monkeypatch.setenv("HNMINE_CACHE", str(tmp_path / f"cache-{engine}"))
+        result = runner.invoke(app, ["denoise", str(mined), *scorer, "--margin", "0.0", "--output", str(out),
+                                     "--quiet", "--engine", engine])
         assert result.exit_code == 0, result.output
         outputs[engine] = out
-    assert_same_rows(pq.read_table(outputs["local"]), pq.read_table(outputs["ray"]))
+    local_rows = pq.read_table(outputs["local"])
+    assert 0 < local_rows.num_rows < pq.read_metadata(mined).num_rows  # the teacher kept some rows, not all
+    assert_same_rows(local_rows, pq.read_table(outputs["ray"]))
+    if teacher == "bi-encoder":
+        engine_entry = json.loads((tmp_path / "ray.parquet.manifest.json").read_text())["engine"]
+        assert engine_entry["texts encoded on Ray"] > 0
 
 
 @pytest.mark.parametrize(("extra", "message"), [

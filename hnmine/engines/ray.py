@@ -366,9 +366,9 @@ class RayEngine:
             if dense.device and "," in dense.device:
                 raise InputError("--engine ray: give one --device (or none); Ray spreads encoding over its "
                                  "workers (--ray-workers)")
-        if any(isinstance(s, BiEncoderDenoiser) for s in pipeline.stages):
-            raise InputError("--engine ray: a bi-encoder teacher is not distributed yet; use a cross-encoder "
-                             "or --engine local")
+        if self.corpus == "workers" and any(isinstance(s, BiEncoderDenoiser) for s in pipeline.stages):
+            raise InputError("--ray-corpus workers: a bi-encoder teacher embeds the whole corpus on the driver; use "
+                             "--ray-corpus driver")
 
     def _check_corpus_on_workers(self, pipeline: Pipeline) -> None:
         """What needs the whole corpus on the driver is refused with ``--ray-corpus workers``."""
