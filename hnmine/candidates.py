@@ -26,14 +26,15 @@ import pyarrow.compute as pc
 from hnmine.data import MiningData
 
 # Score columns, named once. ``score`` is the retriever's own; the others are added by the stages that declare
-# them in ``adds_columns`` (a cross-encoder, a bi-encoder teacher, hybrid fusion). Each is written into every
-# output layout as ``negative_<name>`` / ``positive_<name>``, in this order.
+# them in ``adds_columns`` (a cross-encoder, a bi-encoder teacher, hybrid fusion, the label-graph teacher). Each is
+# written into every output layout as ``negative_<name>`` / ``positive_<name>``, in this order.
 SCORE = "score"
 CE_SCORE = "ce_score"
 TEACHER_COSINE = "teacher_cosine"
 BM25_SCORE = "bm25_score"
 RRF_SCORE = "rrf_score"
-ADDED_SCORE_COLUMNS = (CE_SCORE, TEACHER_COSINE, BM25_SCORE, RRF_SCORE)
+LABEL_GRAPH_PROBABILITY = "label_graph_probability"  # the label-graph teacher's estimate that a candidate is relevant
+ADDED_SCORE_COLUMNS = (CE_SCORE, TEACHER_COSINE, BM25_SCORE, RRF_SCORE, LABEL_GRAPH_PROBABILITY)
 
 CANDIDATE_SCHEMA = pa.schema([
     ("query_idx", pa.int32()),

@@ -25,6 +25,7 @@ from hnmine.stages.exclusion import PositiveExcluder
 from hnmine.stages.false_negatives import FalseNegativeFilter
 from hnmine.stages.fill import RandomFill
 from hnmine.stages.hybrid import HybridRetriever
+from hnmine.stages.label_graph import LabelGraphDenoiser
 from hnmine.stages.positives_cap import PositivesPerQuery
 from hnmine.stages.selection import NegativeSelector
 from hnmine.stages.siblings import SiblingFilter
@@ -83,6 +84,9 @@ class MineOptions:
     sibling_percentile: float | None = same_as(SiblingFilter, "percentile", default=None)
     sibling_pool: int = same_as(SiblingFilter, "pool")
     lexical_top: int | None = same_as(SiblingFilter, "lexical_top", default=None)
+    label_graph_queries: str | None = None
+    label_graph_qrels: str | None = None
+    label_graph_max_probability: float = same_as(LabelGraphDenoiser, "max_probability")
 
     def validate(self) -> None:
         # Every range and choice, checked even where the option is unused, so a typo'd value never waits for the
@@ -103,6 +107,14 @@ class MineOptions:
                     and not -1.0 <= value <= 1.0:
                 raise InputError(f"{flag} {value} applies to cosine similarity here (no --cross-encoder), "
                                  "which lies in [-1, 1]")
+        graph = {"--label-graph-queries": self.label_graph_queries, "--label-graph-qrels": self.label_graph_qrels}
+        if any(v is not None for v in graph.values()):
+            missing = [flag for flag, v in graph.items() if v is None]
+            if missing:
+                raise InputError(f"the label-graph teacher needs a labelled set: give {missing[0]} too")
+            if self.retriever != "dense":
+                raise InputError(f"--label-graph-qrels with --retriever {self.retriever}: the teacher is fitted on "
+                                 "the dense retriever's ranks and cosines; use --retriever dense")
         if (self.relabel_false_negatives or self.max_false_negatives is not None) and all(
                 v is None for v in (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
             raise InputError("--relabel-false-negatives and --max-false-negatives act on the candidates a "
@@ -140,6 +152,12 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         stages.append(SiblingFilter(percentile=opts.sibling_percentile, pool=opts.sibling_pool,
                                     lexical_top=opts.lexical_top, dense=dense, bm25=bm25))
     stages.append(RankWindow(opts.range_min, opts.range_max))
+    if opts.label_graph_qrels is not None:
+        # After the window (only candidates that could be emitted are judged), before any cross-encoder (which
+        # then scores fewer pairs); the retriever's own dense stage, so nothing is encoded twice.
+        stages.append(LabelGraphDenoiser(queries=str(opts.label_graph_queries), qrels=str(opts.label_graph_qrels),
+                                         max_probability=opts.label_graph_max_probability, seed=opts.seed,
+                                         dense=dense))
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, max_z=opts.max_z,

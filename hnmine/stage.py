@@ -177,6 +177,10 @@ class Stage:
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         raise NotImplementedError(f"stage {type(self).__name__} does not implement apply()")
 
+    def check_data(self, data: MiningData) -> None:
+        """Refuse, before any encoding or index, what this stage cannot use with this data (a file of its own
+        naming documents the corpus lacks); called by the jobs once the data is read. Default: nothing to check."""
+
     def prepare(self, data: MiningData) -> None:
         """Whole-corpus setup (an index, corpus embeddings), done once before any chunk; default: none."""
 

@@ -185,6 +185,20 @@ class MineFlags(InputFlags):
         help="Retriever agreement: drop candidates that BM25 also ranks in its top N for the query (they are "
              "relevant 3-4x as often as dense-only ones on NFCorpus dev). Default: off.",
         rich_help_panel=DENOISE)] = None
+    label_graph_queries: Annotated[Path | None, typer.Option(
+        help="Label-graph teacher: the queries file of a labelled set over the same corpus (any format --queries "
+             "reads), e.g. the train split of a densely labelled data set. With --label-graph-qrels, a teacher "
+             "is fitted on that set (seeded gradient-boosted trees over which documents its queries mark "
+             "relevant together; a labelled query with a mined query's id is left out) and drops the candidates "
+             "it judges likely relevant. No model download, seconds on a CPU. Default: off.",
+        rich_help_panel=DENOISE)] = None
+    label_graph_qrels: Annotated[Path | None, typer.Option(
+        help="Label-graph teacher: the labelled set's qrels (query_id, doc_id, optional score; score > 0 is "
+             "relevant; doc ids must be corpus doc ids). Default: off.", rich_help_panel=DENOISE)] = None
+    label_graph_max_probability: Annotated[float, typer.Option(
+        help="Label-graph teacher: drop candidates whose estimated probability of being relevant (the teacher's "
+             "scale, 0-1) is >= this. Lower drops more.",
+        rich_help_panel=DENOISE)] = MINE.label_graph_max_probability
     relabel_false_negatives: Annotated[bool, typer.Option(
         help="RLHN: write the candidates the false-negative rules remove as extra positives of their query, "
              "flagged (positive_relabeled / relabeled / pos_relabeled in every --format). Default: off (drop them).",

@@ -366,6 +366,8 @@ class RayEngine:
             if dense.device and "," in dense.device:
                 raise InputError("--engine ray: give one --device (or none); Ray spreads encoding over its "
                                  "workers (--ray-workers)")
+        if any(s.kind == "label_graph" for s in pipeline.stages):
+            raise InputError("--engine ray: the label-graph teacher is not distributed yet; use --engine local")
         if self.corpus == "workers" and any(isinstance(s, BiEncoderDenoiser) for s in pipeline.stages):
             raise InputError("--ray-corpus workers: a bi-encoder teacher embeds the whole corpus on the driver; use "
                              "--ray-corpus driver")

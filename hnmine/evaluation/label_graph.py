@@ -48,15 +48,28 @@ class LabelGraph:
 
     def label_embeddings(self) -> np.ndarray:
         """Each document's row of the idf-weighted relevance matrix, reduced by a truncated SVD and normalised:
-        documents relevant to the same labelled queries point the same way. Deterministic (fixed start vector)."""
+        documents relevant to the same labelled queries point the same way. Deterministic (fixed start vector);
+        computed once per graph (``signals`` asks for it on every call)."""
+        cached = self.__dict__.get("_label_emb")
+        if cached is not None:
+            return cached
         m = self.relevance.astype(np.float64)
         per_query = np.asarray(m.sum(axis=0)).ravel()
         idf = np.log(m.shape[0] / np.maximum(per_query, 1.0))
         weighted = m @ sparse.diags(idf)
-        k = max(1, min(self.label_dim, min(m.shape) - 1))
-        u, s, _ = svds(weighted, k=k, v0=np.ones(min(m.shape)) / np.sqrt(min(m.shape)))
-        emb = u * s
-        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        k = max(1, min(self.label_dim, min(m.shape) - 1))  # svds needs k < the smaller side; both paths keep it
+        if min(m.shape) <= 4 * self.label_dim:
+            u, s = _small_svd(weighted, k)
+        else:
+            u, s, _ = svds(weighted, k=k, v0=np.ones(min(m.shape)) / np.sqrt(min(m.shape)))
+        # Directions of (near) zero singular value are arbitrary, not the data's; kept, they would be noise that
+        # normalising blows up.
+        kept = s > max(s.max(initial=0.0), 1e-300) * 1e-8
+        emb = u[:, kept] * s[kept]
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = np.where(norms > 1e-9, emb / np.maximum(norms, 1e-300), 0.0)
+        self.__dict__["_label_emb"] = emb
+        return emb
 
     def signals(self, query_emb: np.ndarray, q: np.ndarray, d: np.ndarray, known: np.ndarray,
                 rank: np.ndarray) -> np.ndarray:
@@ -104,6 +117,21 @@ class LabelGraph:
             centrality[rows] = emb[d[rows]] @ centre
         return np.stack([share, jaccard, vote_max, vote_mix, positive_vote, label_cosine, centrality,
                          np.log1p(deg_c)], axis=1)
+
+
+def _small_svd(m: sparse.spmatrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` left singular vectors and values of a matrix with a small side, from a dense eigensolver
+    on that side's Gram matrix. ARPACK asked for nearly as many vectors as that side has gives different
+    vectors from run to run (its restarts); LAPACK's symmetric solver gives the same ones."""
+    if m.shape[1] <= m.shape[0]:
+        values, vectors = np.linalg.eigh((m.T @ m).toarray())
+        top = np.argsort(values)[::-1][:k]
+        s = np.sqrt(np.maximum(values[top], 0.0))
+        us = np.asarray(m @ vectors[:, top])  # = u * s
+        return us / np.where(s > 0, s, 1.0), s
+    values, vectors = np.linalg.eigh((m @ m.T).toarray())
+    top = np.argsort(values)[::-1][:k]
+    return vectors[:, top], np.sqrt(np.maximum(values[top], 0.0))
 
 
 def _row_reduce(rows: sparse.csr_matrix, table: np.ndarray, q: np.ndarray, op: np.ufunc,

@@ -183,6 +183,12 @@ def read_qrels(path: str | Path, columns: ColumnNames = ColumnNames()) -> list[t
 
 def qrels_pairs(table: pa.Table, path: str | Path, columns: ColumnNames = ColumnNames()) -> list[tuple[str, str]]:
     """The positives of a qrels table, by hnmine's or BEIR's column names (``query-id``, ``corpus-id``)."""
+    return [(q, d) for q, d, _ in graded_qrels(table, path, columns)]
+
+
+def graded_qrels(table: pa.Table, path: str | Path,
+                 columns: ColumnNames = ColumnNames()) -> list[tuple[str, str, float]]:
+    """(query id, doc id, grade) of each positive (grade > 0; 1.0 for every row when there is no score column)."""
     q_name = pick_column(table, path, columns.qrels_query_id, ColumnNames.qrels_query_id, QRELS_QUERY_ALIASES)
     d_name = pick_column(table, path, columns.qrels_doc_id, ColumnNames.qrels_doc_id, QRELS_DOC_ALIASES)
     qids = id_column(table, path, q_name)
@@ -193,8 +199,8 @@ def qrels_pairs(table: pa.Table, path: str | Path, columns: ColumnNames = Column
         if bad is not None:
             raise InputError(f"{path}: column '{columns.qrels_score}' row {bad} (0-based) is {scores[bad]}; "
                              "a relevance score must be a finite number (or null)")
-        return [(q, d) for q, d, s in zip(qids, dids, scores) if s is not None and s > 0]
-    return list(zip(qids, dids))
+        return [(q, d, float(s)) for q, d, s in zip(qids, dids, scores) if s is not None and s > 0]
+    return [(q, d, 1.0) for q, d in zip(qids, dids)]
 
 
 def _link_qrels(qrels: list[tuple[str, str]], query_ids: list[str], dpos: Mapping[str, int],

@@ -139,6 +139,8 @@ def _mine(job: MineJob, inputs: InputFiles | MiningData, engine: Engine, message
         data, hidden = hide_positives(data, hide_fraction, job.options.seed)
         pipeline.stages = with_probes(pipeline.stages, hidden)
         messages.notice(f"hid {len(hidden):,} positives of queries with several (--hide-fraction {hide_fraction})")
+    for stage in pipeline.stages:
+        stage.check_data(data)  # a stage's own input files against the data, before any encoding
     n = pipeline.target_negatives
     if n is not None and data.num_docs - 1 < n:
         raise InputError(f"the corpus has {data.num_docs} documents: too few to mine {n} negatives per query")

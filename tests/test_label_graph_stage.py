@@ -1,0 +1,205 @@
+"""LabelGraphDenoiser: a teacher fitted on a labelled set drops the candidates its labels say are relevant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from hnmine.cli import app
+from hnmine.config import load_pipeline, pipeline_to_toml
+from hnmine.errors import InputError
+from hnmine.pipeline import Pipeline
+from hnmine.recipe import MineOptions, build_pipeline
+from hnmine.stages.dense import DenseRetriever
+from hnmine.stages.exclusion import PositiveExcluder
+from hnmine.stages.label_graph import LABEL_GRAPH_PROBABILITY, LabelGraphDenoiser
+from hnmine.stages.window import RankWindow
+from tests.conftest import make_data
+from tests.test_reliability import assert_failed_cleanly
+
+runner = CliRunner()
+TOPICS = ("apple", "bridge", "comet", "desert", "engine", "forest")
+
+
+def write_labelled_set(folder: Path) -> tuple[Path, Path]:
+    """Five labelled queries per topic, each marking all ten documents of its topic relevant (BEIR names: a
+    queries jsonl with _id/text and a qrels TSV with query-id/corpus-id/score)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    queries, qrels = [], ["query-id\tcorpus-id\tscore"]
+    for t in TOPICS:
+        for j in range(5):
+            queries.append(json.dumps({"_id": f"L-{t}-{j}", "text": f"question {j} about the {t}"}))
+            qrels += [f"L-{t}-{j}\t{t}-{k}\t{2 if k == j else 1}" for k in range(10)]
+    (folder / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    (folder / "qrels.tsv").write_text("\n".join(qrels) + "\n")
+    return folder / "queries.jsonl", folder / "qrels.tsv"
+
+
+def test_a_candidate_the_labels_co_list_with_the_positive_is_dropped_an_unrelated_one_kept(
+        tiny_sentence_transformer, tmp_path):
+    queries, qrels = write_labelled_set(tmp_path / "labelled")
+    docs = {f"{t}-{k}": f"note {k} on {t} number {k * 7 + i}" for i, t in enumerate(TOPICS) for k in range(10)}
+    data = make_data({"m": "tell me about the apple"}, docs, {"m": ["apple-0"]})
+    dense = DenseRetriever(model=tiny_sentence_transformer, top_k=60)
+    teacher = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), depth=59, dense=dense)
+    pipeline = Pipeline([dense, PositiveExcluder(), RankWindow(0, 60), teacher])
+    (batch,) = pipeline.run(data)
+    kept = {data.doc_ids[i] for i in batch.candidates.column("doc_idx").to_pylist()}
+    # every other apple document is co-listed with the known positive by the apple queries: dropped
+    assert not any(d.startswith("apple-") for d in kept)
+    # the documents of the other topics are nobody's co-positive of apple-0: kept, all fifty
+    assert kept == {d for d in docs if not d.startswith("apple-")}
+    probability = batch.candidates.column(LABEL_GRAPH_PROBABILITY).to_numpy()
+    assert (probability < 0.25).all()
+    notes = teacher.notes()
+    assert notes["label-graph teacher: labelled queries"] == 30
+    assert notes["label-graph teacher: fitting candidates"] == 30 * 59
+
+
+def test_a_labelled_query_with_a_mined_querys_id_never_judges_it(tiny_sentence_transformer, tmp_path):
+    queries, qrels = write_labelled_set(tmp_path / "labelled")
+    docs = {f"{t}-{k}": f"note {k} on {t}" for t in TOPICS for k in range(10)}
+    data = make_data({"L-apple-0": "question 0 about the apple"}, docs, {"L-apple-0": ["apple-0"]})
+    teacher = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels),
+                                 dense=DenseRetriever(model=tiny_sentence_transformer))
+    teacher.check_data(data)
+    assert teacher._labelled is not None and teacher._labelled.num_queries == 29
+    assert "L-apple-0" not in teacher._labelled.query_ids and teacher._labelled.excluded == 1
+
+
+def test_options_and_files_are_checked(tmp_path):
+    queries, qrels = write_labelled_set(tmp_path)
+    for kwargs, message in (({"max_probability": 0.0}, "--label-graph-max-probability"),
+                            ({"max_probability": 1.5}, "--label-graph-max-probability"),
+                            ({"queries": None}, "needs a labelled set"),
+                            ({"qrels": str(tmp_path / "nope.tsv")}, "--label-graph-qrels"),
+                            ({"folds": 1}, "--label-graph-folds")):
+        with pytest.raises(InputError, match=message):
+            LabelGraphDenoiser(**{"queries": str(queries), "qrels": str(qrels), **kwargs})
+
+
+def test_unknown_doc_id_names_the_file_and_row(tmp_path):
+    queries, qrels = write_labelled_set(tmp_path)
+    data = make_data({"m": "x"}, {f"{t}-{k}": t for t in TOPICS for k in range(9)}, {"m": ["apple-0"]})
+    with pytest.raises(InputError, match=r"qrels.tsv: row 9 .*doc_id 'apple-9', which is not in the corpus"):
+        LabelGraphDenoiser(queries=str(queries), qrels=str(qrels)).check_data(data)
+
+
+def test_recipe_places_it_after_the_window_shares_the_retriever_and_round_trips(tmp_path):
+    queries, qrels = write_labelled_set(tmp_path)
+    opts = MineOptions(label_graph_queries=str(queries), label_graph_qrels=str(qrels), seed=7)
+    pipeline = build_pipeline(opts)
+    kinds = [s.kind for s in pipeline.stages]
+    assert kinds.index("label_graph") == kinds.index("rank_window") + 1
+    teacher = pipeline.stages[kinds.index("label_graph")]
+    assert teacher.dense is pipeline.stages[0] and teacher.seed == 7 and teacher.max_probability == 0.25
+    (tmp_path / "p.toml").write_text(pipeline_to_toml(pipeline))
+    again = load_pipeline(tmp_path / "p.toml")
+    assert [s.kind for s in again.stages] == kinds
+    assert again.stages[kinds.index("label_graph")].qrels == str(qrels)
+    with pytest.raises(InputError, match="give --label-graph-queries too"):
+        MineOptions(label_graph_qrels=str(qrels)).validate()
+    with pytest.raises(InputError, match="--retriever bm25"):
+        MineOptions(label_graph_queries=str(queries), label_graph_qrels=str(qrels), retriever="bm25").validate()
+
+
+# -- the CLI end to end on sample_data ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def split_sample(tmp_path_factory, sample_dir: Path) -> dict[str, Path]:
+    """sample_data split in two: half the queries are mined, the other half (and every query with several
+    positives) are the labelled set, written as CSV to go through another reader."""
+    folder = tmp_path_factory.mktemp("split-sample")
+    queries, qrels = pq.read_table(sample_dir / "queries.parquet"), pq.read_table(sample_dir / "qrels.parquet")
+    ids = queries.column("query_id").to_pylist()
+    counts = qrels.group_by("query_id").aggregate([("doc_id", "count")])
+    multi = [q for q, n in zip(counts.column("query_id").to_pylist(), counts.column("doc_id_count").to_pylist())
+             if n > 1]
+    labelled = pa.array(sorted(set(ids[::2]) | set(multi)))
+    is_labelled = pc.is_in(queries.column("query_id"), labelled)
+    qrels_labelled = pc.is_in(qrels.column("query_id"), labelled)
+    out = {name: folder / name for name in ("mine_q.parquet", "mine_r.parquet", "lab_q.csv", "lab_r.csv")}
+    pq.write_table(queries.filter(pc.invert(is_labelled)), out["mine_q.parquet"])
+    pq.write_table(qrels.filter(pc.invert(qrels_labelled)), out["mine_r.parquet"])
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(queries.filter(is_labelled), out["lab_q.csv"])
+    pcsv.write_csv(qrels.filter(qrels_labelled), out["lab_r.csv"])
+    return out
+
+
+def mine(split: dict[str, Path], sample_dir: Path, out: Path, *extra: str):
+    return runner.invoke(app, [
+        "mine", "--queries", str(split["mine_q.parquet"]), "--qrels", str(split["mine_r.parquet"]),
+        "--corpus", str(sample_dir / "corpus.parquet"), "--range-min", "0", "--range-max", "30", "--quiet",
+        "--output", str(out), *extra])
+
+
+def labelled(split: dict[str, Path], queries: Path | None = None, qrels: Path | None = None) -> list[str]:
+    return ["--label-graph-queries", str(queries or split["lab_q.csv"]),
+            "--label-graph-qrels", str(qrels or split["lab_r.csv"])]
+
+
+def test_cli_end_to_end_is_deterministic_and_records_the_probability(split_sample, sample_dir, tmp_path):
+    outs = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    for out in outs:
+        result = mine(split_sample, sample_dir, out, *labelled(split_sample), "--seed", "3")
+        assert result.exit_code == 0, result.output
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # same seed, same bytes
+    table = pq.read_table(outs[0])
+    probability = table.column(f"negative_{LABEL_GRAPH_PROBABILITY}").to_numpy()
+    assert table.num_rows > 0 and (probability < 0.25).all() and (probability >= 0).all()
+    notes = json.loads(outs[0].with_name("a.parquet.manifest.json").read_text())["counts"]["notes"]
+    import pyarrow.csv as pcsv
+
+    labelled_ids = set(pcsv.read_csv(split_sample["lab_r.csv"]).column("query_id").to_pylist())
+    assert notes["label-graph teacher: labelled queries"] == len(labelled_ids)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--label-graph-max-probability", "0"], "--label-graph-max-probability must be > 0.0"),
+    (["--label-graph-max-probability", "2"], "--label-graph-max-probability must be <= 1.0"),
+    (["--label-graph-qrels", "MISSING"], "--label-graph-qrels MISSING: not found"),
+    (["--label-graph-queries", "MISSING"], "--label-graph-queries MISSING: not found"),
+    (["--engine", "ray"], "the label-graph teacher is not distributed"),
+])
+def test_bad_options_are_one_line_errors_and_write_nothing(split_sample, sample_dir, tmp_path, extra, message):
+    out = tmp_path / "out.parquet"
+    args = labelled(split_sample)
+    for i in range(0, len(extra), 2):  # a flag given here replaces the labelled set's
+        if extra[i] in args:
+            args[args.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            args += extra[i:i + 2]
+    assert_failed_cleanly(mine(split_sample, sample_dir, out, *args), out, message)
+
+
+def test_bad_labelled_sets_fail_before_encoding(split_sample, sample_dir, tmp_path, monkeypatch):
+    import hnmine.engines.local
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded before the labelled set was checked")
+
+    monkeypatch.setattr(hnmine.engines.local.LocalEngine, "encode", no_encoding)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("query_id,doc_id,score\n" + split_sample["lab_r.csv"].read_text().splitlines()[1] + "\n"
+                   + '"x","no-such-doc",1\n')
+    queries = tmp_path / "q.csv"
+    queries.write_text(split_sample["lab_q.csv"].read_text() + '"x","another question"\n')
+    out = tmp_path / "out.parquet"
+    assert_failed_cleanly(mine(split_sample, sample_dir, out, *labelled(split_sample, queries, bad)), out,
+                          "bad.csv: row 1 (0-based) names doc_id 'no-such-doc', which is not in the corpus")
+    # The mined queries' own labels as the labelled set: every labelled query is a mined one, none is left.
+    assert_failed_cleanly(mine(split_sample, sample_dir, out, *labelled(
+        split_sample, split_sample["mine_q.parquet"], split_sample["mine_r.parquet"])), out,
+        "no labelled query with a positive (score > 0) is left to learn from")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("query_id,doc_id,score\n")
+    assert_failed_cleanly(mine(split_sample, sample_dir, out, *labelled(split_sample, qrels=empty)), out,
+                          "empty.csv")
