@@ -110,9 +110,14 @@ class MiningData:
     def doc_keys_of(self, doc_idx: np.ndarray) -> np.ndarray:
         """Text fingerprints of the given documents, computed on first use.
 
-        Only candidates and positives are ever compared, so a million-passage corpus is not hashed up front.
+        Only candidates and positives are ever compared, so a million-passage corpus is not hashed up front. A
+        corpus that lives elsewhere (``--ray-corpus workers``) fingerprints the rows it fetched itself, without
+        a slot per passage here.
         """
         doc_idx = np.asarray(doc_idx, dtype=np.int64)
+        keys_of = getattr(self.doc_texts, "keys_of", None)
+        if keys_of is not None:
+            return keys_of(doc_idx)
         cache = self._doc_key_cache
         missing = np.unique(doc_idx[cache[doc_idx] < 0])
         if len(missing):

@@ -124,6 +124,51 @@ def test_shards_keep_their_bm25_counts_in_the_cache(ray_local, sample_dir: Path,
     assert pq.read_table(second).equals(pq.read_table(uncached))
 
 
+def test_a_positive_copied_into_the_corpus_is_no_negative(ray_local, sample_dir: Path, tmp_path: Path,
+                                                          sample_embeddings: tuple[str, str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exclusion by text with the corpus on the workers: a positive's text copied under another id (other case
+    and spacing, the positive's own embedding, so it ranks first) is excluded as locally, from fingerprints of
+    the fetched rows; the driver never allocates MiningData's fingerprint slot per passage."""
+    from hnmine.data import MiningData
+
+    root = tmp_path / "data"
+    root.mkdir()
+    corpus, qrels = pq.read_table(sample_dir / "corpus.parquet"), pq.read_table(sample_dir / "qrels.parquet")
+    ids, texts = corpus.column("doc_id").to_pylist(), corpus.column("text").to_pylist()
+    positive = ids.index(qrels.column("doc_id")[0].as_py())
+    copy = next(i for i, d in enumerate(ids) if d not in set(qrels.column("doc_id").to_pylist()))
+    texts[copy] = "  " + texts[positive].upper().replace(" ", "   ") + " "
+    titles = corpus.column("title").to_pylist()
+    titles[copy] = titles[positive]  # a passage's text is its title and text
+    corpus = corpus.set_column(corpus.column_names.index("text"), "text", pa.array(texts))
+    pq.write_table(corpus.set_column(corpus.column_names.index("title"), "title", pa.array(titles)),
+                   root / "corpus.parquet")
+    for name in ("queries", "qrels"):
+        pq.write_table(pq.read_table(sample_dir / f"{name}.parquet"), root / f"{name}.parquet")
+    query = qrels.column("query_id")[0].as_py()
+    emb, query_emb = np.load(sample_embeddings[0]), np.load(sample_embeddings[1])
+    emb[copy] = emb[positive]  # the positive and its copy are the query's nearest passages
+    query_emb[pq.read_table(sample_dir / "queries.parquet").column("query_id").to_pylist().index(query)] = emb[copy]
+    np.save(root / "corpus.npy", emb)
+    np.save(root / "queries.npy", query_emb)
+    options = ("--range-min", "0", "--top-k", "20", "--corpus-embeddings", str(root / "corpus.npy"),
+               "--query-embeddings", str(root / "queries.npy"))  # ranks from 1: the copy would be the first negative
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    mine(root, local, *options)
+
+    def no_slot_per_passage(self):
+        raise AssertionError("a fingerprint slot per passage on the driver")
+
+    monkeypatch.setattr(MiningData, "_doc_key_cache", property(no_slot_per_passage))
+    mine(root, ray_out, *options, *WORKERS, "--ray-shards", "3")
+    assert pq.read_table(ray_out).equals(pq.read_table(local))
+    rows = pq.read_table(local).to_pylist()
+    assert any(r["query_id"] == query for r in rows)
+    assert ids[copy] not in {r["negative_id"] for r in rows if r["query_id"] == query}
+    assert_same_counts(*manifests(local, ray_out))
+
+
 def test_shard_actors_end_with_the_run(ray_local, sample_dir: Path, tmp_path: Path,
                                        sample_embeddings: tuple[str, str]) -> None:
     """On a Ray that stays up (attached, or this process's own), the shards do not outlive the run."""
@@ -227,6 +272,37 @@ def test_hnsw_per_shard(ray_local, sample_dir: Path, tmp_path: Path, sample_embe
     assert pq.read_table(ray_out).equals(pq.read_table(local))
 
 
+def test_shard_indexes_are_saved_and_loaded(ray_local, sample_dir: Path, tmp_path: Path,
+                                            sample_embeddings: tuple[str, str]) -> None:
+    """--save-index FILE: each shard writes FILE.shard-I-of-N, then FILE names them (rows, corpus digest, index
+    kind); --load-index FILE reads them back (a missing shard file is the shard's error, so the shards really
+    read them) and gives the same rows. A FILE of another cut, corpus or index kind is refused in one line."""
+    index = tmp_path / "idx" / "corpus.hnsw"
+    index.parent.mkdir()
+    options = ("--index", "hnsw", "--top-k", "20", *precomputed(sample_embeddings), *WORKERS)
+    saved, loaded = tmp_path / "saved.parquet", tmp_path / "loaded.parquet"
+    mine(sample_dir, saved, *options, "--ray-shards", "3", "--save-index", str(index))
+    assert sorted(p.name for p in index.parent.iterdir()) == ["corpus.hnsw", *(
+        f"corpus.hnsw.shard-0000{i}-of-00003" for i in range(3))]
+    mine(sample_dir, loaded, *options, "--ray-shards", "3", "--load-index", str(index))
+    assert pq.read_table(loaded).equals(pq.read_table(saved))
+    corpus = pq.read_table(sample_dir / "corpus.parquet")
+    other = tmp_path / "other" / "corpus.parquet"
+    other.parent.mkdir()
+    (tmp_path / "refused").mkdir()
+    pq.write_table(corpus.set_column(2, "text", pa.array([t + "." for t in corpus.column("text").to_pylist()])),
+                   other)
+    for corpus_path, extra, message in (
+            (None, ("--ray-shards", "2"), "saved from 3 shards, this run cuts the corpus into 2; pass --ray-shards 3"),
+            (other, ("--ray-shards", "3"), "saved from another corpus"),
+            (None, ("--ray-shards", "3", "--index", "flat"), "saved with --index hnsw; pass --index hnsw")):
+        out = _fail(sample_dir, tmp_path / "refused", corpus_path, *options, *extra, "--load-index", str(index))
+        assert f"--load-index {index}: {message}" in out
+    (index.parent / "corpus.hnsw.shard-00001-of-00003").unlink()
+    out = _fail(sample_dir, tmp_path / "refused", None, *options, "--ray-shards", "3", "--load-index", str(index))
+    assert f"--load-index {index}.shard-00001-of-00003: not found" in out
+
+
 def _fail(sample_dir: Path, tmp_path: Path, corpus: Path | None, *extra: str) -> str:
     args = ["mine", "--queries", str(sample_dir / "queries.parquet"), "--corpus", str(corpus or sample_dir /
                                                                                       "corpus.parquet"),
@@ -248,7 +324,7 @@ def test_what_needs_the_corpus_on_the_driver_is_refused(ray_local, sample_dir: P
 
 @pytest.mark.parametrize(("extra", "message"), [
     (("--retriever", "bm25", "--bm25-backend", "rank-bm25"), "--ray-corpus workers: --bm25-backend rank-bm25 "),
-    (("--save-index", "index.faiss"), "--engine ray: --save-index/--load-index are not supported"),
+    (("--ray-corpus", "driver", "--save-index", "index.faiss"), "--save-index/--load-index need --ray-corpus workers"),
 ])
 def test_refused_before_ray_starts_or_a_shard_reads(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     extra: tuple[str, ...], message: str) -> None:

@@ -360,9 +360,9 @@ class RayEngine:
             if dense.index != "flat" and self.corpus == "driver":
                 raise InputError(f"--engine ray: --index {dense.index} is not supported (the Ray engine searches "
                                  "exact per-shard indexes; use --index flat)")
-            if dense.save_index or dense.load_index:
-                raise InputError("--engine ray: --save-index/--load-index are not supported (each corpus shard "
-                                 "builds its own index)")
+            if (dense.save_index or dense.load_index) and self.corpus == "driver":
+                raise InputError("--engine ray: --save-index/--load-index need --ray-corpus workers (each corpus "
+                                 "shard saves and loads its own index there)")
             if dense.device and "," in dense.device:
                 raise InputError("--engine ray: give one --device (or none); Ray spreads encoding over its "
                                  "workers (--ray-workers)")

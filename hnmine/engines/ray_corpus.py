@@ -17,8 +17,8 @@ hands those to the unchanged ``MiningData`` as sequences of corpus length that f
 and writer runs as in a local run.
 
 What the driver holds grows with the queries (their embeddings and top-k lists) and the chunk size (one
-chunk's rows), not with the corpus, except one 8-byte text fingerprint slot per passage in ``MiningData``'s
-lazy key cache and, with BM25, the collection's vocabulary while the idf is computed.
+chunk's rows), not with the corpus; only, while they are computed, the shards' 8-byte id fingerprints (to find
+an id repeated across shards) and, with BM25, the collection's vocabulary.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ if TYPE_CHECKING:
 
 QUERIES_PER_SEARCH = 8192  # query embeddings searched per shard call: bounds what one answer holds
 BM25_COUNTS_FORMAT = "hnmine-bm25-shard-counts-v1"  # a shard's BM25 term counts in the cache
+SHARD_INDEXES_FORMAT = "hnmine-ray-shard-indexes-v1"  # --save-index FILE: what the shards' FILE.shard-* hold
+
+
+def shard_index_path(path: str | None, shard: int, shards: int) -> str | None:
+    """Shard ``shard``'s own FAISS index file beside ``--save-index/--load-index FILE``."""
+    return f"{path}.shard-{shard:05d}-of-{shards:05d}" if path else None
 
 
 def _filesystem(path: str) -> tuple[Any, str]:
@@ -126,10 +132,13 @@ class CorpusShard:
         """Global row of each wanted id this shard holds: positives are resolved by id here, not on the driver."""
         return {d: self.start + i for i, d in enumerate(self.ids) if d in wanted}
 
-    def embed(self, dense: DenseRetriever, total_rows: int, threads: int | None) -> dict[str, float]:
-        """Embeddings of the shard (the encoder and its cache, or precomputed rows) and its index."""
+    def embed(self, dense: DenseRetriever, total_rows: int, threads: int | None, save_index: str | None = None,
+              load_index: str | None = None) -> dict[str, float]:
+        """Embeddings of the shard (the encoder and its cache, or precomputed rows) and its index, built, or
+        read from this shard's ``load_index`` file, and written to its ``save_index`` file if given."""
         from hnmine.stages.dense import load_embeddings, stored_vectors
 
+        dense.save_index, dense.load_index = save_index, load_index  # this shard's own files, not the run's
         notes: dict[str, float] = {}
         if dense.corpus_embeddings:
             self.emb = load_embeddings(dense.corpus_embeddings, self.ids, "doc_id", self.start, total_rows)
@@ -247,6 +256,16 @@ class ShardColumn(Sequence):
     def __iter__(self) -> Iterator[str]:
         raise TypeError("the corpus lives on the Ray workers (--ray-corpus workers): it is not iterated on the "
                         "driver")
+
+    def keys_of(self, doc_idx: np.ndarray) -> np.ndarray:
+        """``MiningData.doc_keys_of`` for rows on the shards: the text fingerprints of these rows, computed from
+        the rows the driver fetches (one chunk's, mostly already there), not kept per passage."""
+        from hnmine.data import text_key
+
+        flat = np.asarray(doc_idx, dtype=np.int64).reshape(-1)
+        self.corpus.fetch(flat)
+        return np.fromiter((text_key(self.corpus.row(i)[1]) for i in flat.tolist()), dtype=np.int64,
+                           count=len(flat)).reshape(np.shape(doc_idx))
 
 
 class ShardEmbeddings:
@@ -391,14 +410,51 @@ class ShardedCorpus:
         """Every shard embeds its rows and builds its index; summed notes (truncations, cache hits, seconds)."""
         # a fresh copy: the options only, without the engine the job gave the stage (not for the workers)
         worker_dense = replace(dense, dtype=dtype or dense.dtype)
+        n, bounds = len(self.shards), self._bounds()
+        if dense.load_index:
+            self._check_saved_indexes(dense.load_index, dense.index, bounds)
         start = time.perf_counter()
         notes: dict[str, float] = {}
-        for part in ray_get([s.embed.remote(worker_dense, self.total, threads) for s in self.shards]):
+        for part in ray_get([s.embed.remote(worker_dense, self.total, threads, shard_index_path(dense.save_index, i, n),
+                                            shard_index_path(dense.load_index, i, n))
+                             for i, s in enumerate(self.shards)]):
             for key, value in part.items():
                 notes[key] = value if key == "dimension" else notes.get(key, 0) + value
         self._embedded, self.dim = True, int(notes["dimension"])
         self.stats["embed and index seconds on Ray"] = round(time.perf_counter() - start, 2)
+        if dense.save_index:  # written last: FILE names shard files that are all complete
+            from hnmine.io.writers import write_json_atomic
+
+            write_json_atomic(Path(dense.save_index), {
+                "format": SHARD_INDEXES_FORMAT, "index": dense.index, "rows": self.total,
+                "corpus_digest": self.digest, "shards": [
+                    {"rows": rows, "file": Path(str(shard_index_path(dense.save_index, i, n))).name}
+                    for i, rows in enumerate(bounds)]})
         return notes
+
+    def _bounds(self) -> list[list[int]]:
+        return [[int(a), int(b)] for a, b in zip(self.starts.tolist(), [*self.starts[1:].tolist(), self.total])]
+
+    def _check_saved_indexes(self, path: str, kind: str, bounds: list[list[int]]) -> None:
+        """``--load-index FILE`` must come from ``--save-index`` of this corpus, cut into the same shards."""
+        import json
+
+        try:
+            saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None
+        if not isinstance(saved, dict) or saved.get("format") != SHARD_INDEXES_FORMAT:
+            raise InputError(f"--load-index {path}: not the shard indexes that --save-index writes with "
+                             "--ray-corpus workers")
+        if saved.get("index") != kind:
+            raise InputError(f"--load-index {path}: saved with --index {saved.get('index')}; pass --index "
+                             f"{saved.get('index')}")
+        shards = [s.get("rows") for s in saved.get("shards", [])]
+        if shards != bounds:
+            raise InputError(f"--load-index {path}: saved from {len(shards)} shards, this run cuts the corpus into "
+                             f"{len(bounds)}; pass --ray-shards {len(shards)}")
+        if saved.get("corpus_digest") != self.digest:  # the shards' digests: compared once the cut is the same
+            raise InputError(f"--load-index {path}: saved from another corpus (its ids or texts differ)")
 
     def search(self, query_emb: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
         """Every query's top-``k`` over all shards, merged exactly; the driver sends each shard the queries once."""
