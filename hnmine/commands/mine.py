@@ -190,14 +190,19 @@ class MineFlags(InputFlags):
              "reads), e.g. the train split of a densely labelled data set. With --label-graph-qrels, a teacher "
              "is fitted on that set (seeded gradient-boosted trees over which documents its queries mark "
              "relevant together; a labelled query with a mined query's id is left out) and drops the candidates "
-             "it judges likely relevant. No model download, seconds on a CPU. Default: off.",
+             "it judges likely relevant. No model download: on NFCorpus (2,590 labelled train queries) the run "
+             "takes about 20 s on 2 CPU cores instead of 5. Default: off.",
         rich_help_panel=DENOISE)] = None
     label_graph_qrels: Annotated[Path | None, typer.Option(
         help="Label-graph teacher: the labelled set's qrels (query_id, doc_id, optional score; score > 0 is "
              "relevant; doc ids must be corpus doc ids). Default: off.", rich_help_panel=DENOISE)] = None
     label_graph_max_probability: Annotated[float, typer.Option(
         help="Label-graph teacher: drop candidates whose estimated probability of being relevant (the teacher's "
-             "scale, 0-1) is >= this. Lower drops more.",
+             "scale, 0-1; the label_graph_probability column) is >= this. Lower drops more. On NFCorpus dev (one "
+             "known positive per query, labelled set NFCorpus train, --range-min 0 --range-max 50, top 5, 3 "
+             "seeds): 0.25 removes 65 % of the hidden positives among the candidates at 8 % false alarms and emits "
+             "8.1 % false negatives at mean rank 6.1 (27.5 % at mean rank 3.0 without the teacher, 13.1 % at 13 "
+             "with hnmine's defaults); 0.1 emits 3.5 % at mean rank 9.1, with 1-4 of 324 queries short.",
         rich_help_panel=DENOISE)] = MINE.label_graph_max_probability
     relabel_false_negatives: Annotated[bool, typer.Option(
         help="RLHN: write the candidates the false-negative rules remove as extra positives of their query, "

@@ -20,8 +20,10 @@ How it learns, without ever letting a query's own labels judge it:
   and its per-query z-score. Mined candidates get the same features from the full graph.
 
 The probability is written as ``label_graph_probability``; candidates with probability >= ``max_probability``
-are dropped. Measured on NFCorpus dev (README, "Teachers"): the benchmark's teacher over these signals catches
-about 70 % of hidden positives at 10 % false alarms, at a threshold near 0.26.
+are dropped. Measured through ``hnmine mine`` on NFCorpus dev with NFCorpus train as the labelled set (README,
+"Teachers"): it catches 69.2 +- 1.1 % of the hidden positives among ranks 1-50 at 10 % false alarms (a
+probability near 0.21; AUC 0.90), and the default 0.25 emits 8.1 % false negatives at mean rank 6.1 where the
+same window without it emits 27.5 % at 3.0.
 """
 
 from __future__ import annotations
