@@ -160,6 +160,10 @@ def test_cli_end_to_end_is_deterministic_and_records_the_probability(split_sampl
 
     labelled_ids = set(pcsv.read_csv(split_sample["lab_r.csv"]).column("query_id").to_pylist())
     assert notes["label-graph teacher: labelled queries"] == len(labelled_ids)
+    # the labelled set is an input like the others: listed and hashed in the manifest
+    inputs = json.loads(outs[0].with_name("a.parquet.manifest.json").read_text())["inputs"]
+    entry = inputs["label_graph_qrels"]
+    assert entry["path"] == str(split_sample["lab_r.csv"]) and len(entry["sha256"]) == 64
 
 
 @pytest.mark.parametrize(("extra", "message"), [

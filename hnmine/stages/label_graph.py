@@ -144,9 +144,13 @@ class LabelGraphDenoiser(Stage):
         return dict(self._notes)
 
     def check_data(self, data: MiningData) -> None:
-        """Read the labelled set against the mining data: unknown ids fail here, before any encoding."""
+        """Read the labelled set against the mining data: unknown ids fail here, before any encoding.
+
+        The two files join the data's sources, so the run manifest lists and hashes them with the other inputs
+        (a resumed run already notices a changed one: the checkpoint fingerprint hashes every file a stage names)."""
         if self._labelled is None or self._for is not data:
             self._labelled, self._for, self._model = read_labelled_set(self.queries, self.qrels, data), data, None
+            data.source.update({"label_graph_queries": str(self.queries), "label_graph_qrels": str(self.qrels)})
 
     def prepare(self, data: MiningData) -> None:
         self.check_data(data)
