@@ -253,8 +253,13 @@ def train(triplets: Path, seed: int, args: argparse.Namespace, work: Path) -> tu
         logging_steps=20, use_cpu=args.device == "cpu", disable_tqdm=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset,
-                                         loss=losses.MultipleNegativesRankingLoss(model))
+    if args.loss == "gist":  # in-batch negatives that the frozen guide scores above the positive are masked
+        guide = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device=args.device)
+        guide.max_seq_length = args.train_max_seq_length
+        loss = losses.GISTEmbedLoss(model, guide)
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model)
+    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset, loss=loss)
     start = time.perf_counter()
     out = trainer.train()
     shutil.rmtree(work, ignore_errors=True)
@@ -279,7 +284,7 @@ def report(out: Path, args: argparse.Namespace, mined: dict[str, dict]) -> str:
     lines = ["# Downstream on NFCorpus (train -> dev nDCG@10, full graded dev labels)", "",
              f"Command: `{' '.join(sys.argv)}`", "",
              f"{args.train_queries or 'all'} train queries, one known positive each, {args.negatives} mined "
-             f"negatives per query; MNRL, 1 epoch, batch {args.batch_size}, lr 2e-5, train max length "
+             f"negatives per query; {args.loss.upper()}, 1 epoch, batch {args.batch_size}, lr 2e-5, train max length "
              f"{args.train_max_seq_length}, eval max length {args.eval_max_seq_length}, device {args.device}.", "",
              "| row | seeds | nDCG@10 (mean ± sd over seeds) | train-set FN rate of the mined negatives | "
              "paired diff vs st (mean ± sd) | paired diff vs hnmine (mean ± sd) |", "|---|---|---|---|---|---|"]
@@ -323,6 +328,10 @@ def main() -> None:
     ap.add_argument("--label-drop", type=float, default=0.25,
                     help="the 'labels' row removes this share of ranks 1-50 that the label-graph teacher scores "
                          "most likely relevant")
+    ap.add_argument("--loss", choices=("mnrl", "gist"), default="mnrl",
+                    help="mnrl: MultipleNegativesRankingLoss (in-batch negatives unfiltered); gist: GISTEmbedLoss "
+                         "with the frozen bundled model as guide (in-batch and mined negatives it scores above the "
+                         "positive are masked)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-queries", type=int, default=800, help="seeded sample of train queries (0: all)")
     ap.add_argument("--negatives", type=int, default=3)
