@@ -127,13 +127,8 @@ def label_graph_negatives(setting: Setting, args: argparse.Namespace) -> tuple[n
     q, d, rank, _, scores, positive, _, extra = td.score_candidates(setting.data, setting.relevant, ns, None)
     graph = td.label_graph_features(args.data, setting.data, q, d, rank, mined_ids)
     s = model(np.c_[td.features(scores, positive, q, rank), extra, graph])
-    keep = s < np.quantile(s, 1.0 - args.label_drop)
-    chosen = np.zeros(len(q), dtype=bool)
-    counts = np.zeros(setting.data.num_queries, dtype=int)
-    for i in np.flatnonzero(keep):  # rows are sorted by (query, rank): the top kept ones
-        if counts[q[i]] < args.negatives:
-            counts[q[i]] += 1
-            chosen[i] = True
+    chosen, _ = td.top_per_query(q, s < np.quantile(s, 1.0 - args.label_drop), args.negatives,
+                                 setting.data.num_queries)
     return q[chosen], d[chosen]
 
 

@@ -71,6 +71,7 @@ from hnmine.stages.bm25 import BM25Retriever
 from hnmine.stages.dense import DenseRetriever
 from hnmine.stages.exclusion import PositiveExcluder
 from hnmine.stages.false_negatives import false_negative_mask, query_spread
+from hnmine.stages.label_graph import signal_features
 from hnmine.stages.window import RankWindow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,16 +178,22 @@ def auc(values: np.ndarray, hidden: np.ndarray) -> float:
     return float((r[hidden].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def mine_top(q: np.ndarray, rank: np.ndarray, keep: np.ndarray, hidden: np.ndarray, lo: int, hi: int,
-             n: int, num_queries: int) -> dict:
-    """``top`` selection of n per query among kept candidates in ranks lo..hi: FN rate, mean rank, short queries."""
-    sel = keep & (rank >= lo) & (rank <= hi)
+def top_per_query(q: np.ndarray, keep: np.ndarray, n: int, num_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` kept rows of each query (rows sorted by query, then rank): the chosen mask and the count
+    per query."""
     chosen = np.zeros(len(q), dtype=bool)
     counts = np.zeros(num_queries, dtype=int)
-    for i in np.flatnonzero(sel):  # rows are sorted by (query, rank)
+    for i in np.flatnonzero(keep):
         if counts[q[i]] < n:
             counts[q[i]] += 1
             chosen[i] = True
+    return chosen, counts
+
+
+def mine_top(q: np.ndarray, rank: np.ndarray, keep: np.ndarray, hidden: np.ndarray, lo: int, hi: int,
+             n: int, num_queries: int) -> dict:
+    """``top`` selection of n per query among kept candidates in ranks lo..hi: FN rate, mean rank, short queries."""
+    chosen, counts = top_per_query(q, keep & (rank >= lo) & (rank <= hi), n, num_queries)
     return {"fn_rate": float(hidden[chosen].mean()) if chosen.any() else None,
             "mean_rank": float(rank[chosen].mean()) if chosen.any() else None,
             "negatives": int(chosen.sum()), "queries_short": float((counts < n).mean())}
@@ -323,11 +330,9 @@ def label_graph_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndar
     texts = dict(zip(*(queries.column(c).to_pylist() for c in ("query_id", "query"))))
     encoder = Encoder(show_progress=False)
     graph = LabelGraph.from_pairs(pairs[:, 0], pairs[:, 1], data.num_docs,
-                                  encoder.encode([texts[a] for a in labelled]))
+                                  encoder.encode([texts[a] for a in labelled]), [texts[a] for a in labelled])
     known = np.array([int(data.positives_of(i)[0]) for i in range(data.num_queries)])
-    raw = graph.signals(encoder.encode(list(data.query_texts)), q, d, known, rank)
-    zs = [per_query_z(raw[:, j], raw[:, j], q)[0] for j in range(len(SIGNALS))]
-    return np.c_[raw, np.stack(zs, axis=1)]
+    return signal_features(graph, encoder.encode(list(data.query_texts)), list(data.query_texts), q, d, known, rank)
 
 
 def label_graph_fit_features(root: Path, data: MiningData, q: np.ndarray, d: np.ndarray, rank: np.ndarray,
@@ -452,6 +457,8 @@ def main() -> None:
                     params.append(to_parameter(rule, t))
                     drop[test] = v[test] >= t
                 catch, fa = rates(drop, h)
+                # the ROC point: one threshold over all queries, false alarms strictly <= the budget
+                roc_catch, roc_fa = rates(v >= best_threshold(v, h, args.max_false_alarm), h)
                 # the same rule as the product applies it, at the mean of the two fitted parameters
                 par = float(np.mean(params))
                 kw = {rule: par}
@@ -462,6 +469,7 @@ def main() -> None:
                 mined = mine_top(q, rank, keep_all, hidden, lo, hi, args.num_negatives, data.num_queries)
                 rows.append({"teacher": teacher, "scale": SCALES[teacher], "rule": rule, "window": wname,
                              "catch_rate": catch, "false_alarm_rate": fa, "parameter_per_fold": params,
+                             "roc_catch_rate": roc_catch, "roc_false_alarm_rate": roc_fa,
                              "parameter": par, "product_catch_fa": rates(product_drop, h),
                              "auc": auc(np.nan_to_num(v, neginf=-1e9), h), "mined": mined, **cost[teacher]})
     frontier = teacher_frontier(scores, positive, q, rank, hidden, half, args, data.num_queries)
@@ -488,9 +496,11 @@ def render(report: dict, args: argparse.Namespace) -> str:
              f"No teacher, top {args.num_negatives}: " + "; ".join(
                  f"ranks {w} FN {m['fn_rate']:.1%} (mean rank {m['mean_rank']:.1f})"
                  for w, m in report["no_teacher"].items()) + ".",
-             "", "| teacher | rule | window | catch | false alarm | AUC | parameter | "
+             "'catch / false alarm': thresholds fitted on one half, applied to the other; 'ROC point': one "
+             "threshold over all queries, the catch where false alarms are at most the budget.",
+             "", "| teacher | rule | window | catch | false alarm | ROC point: catch / false alarm | AUC | parameter | "
              f"top {args.num_negatives} from the window: FN / mean rank / queries short | pairs scored | s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(m: dict) -> str:
         if m["fn_rate"] is None:
@@ -499,7 +509,8 @@ def render(report: dict, args: argparse.Namespace) -> str:
 
     for r in report["rows"]:
         lines.append(f"| {r['teacher']} | {r['rule']} | {r['window']} | {r['catch_rate']:.1%} | "
-                     f"{r['false_alarm_rate']:.1%} | {r['auc']:.3f} | {r['parameter']:.4g} | "
+                     f"{r['false_alarm_rate']:.1%} | {r['roc_catch_rate']:.1%} / {r['roc_false_alarm_rate']:.1%} | "
+                     f"{r['auc']:.3f} | {r['parameter']:.4g} | "
                      f"{cell(r['mined'])} | {r['pairs_scored']:,} | "
                      f"{r['seconds']} |")
     lines += ["", f"## Frontier: top {args.num_negatives} of ranks 1-{args.depth} after each teacher removes more",

@@ -57,3 +57,72 @@ def test_label_embeddings_put_co_listed_documents_together():
 def test_row_order_does_not_change_any_signal():
     np.testing.assert_allclose(np.stack(list(signals([2, 0, 3, 1]).values())),
                                np.stack(list(signals().values())), atol=1e-12)
+
+
+TEXTS = ["vitamin bones", "statins heart", "arsenic rice"]
+
+
+def signals_with_texts(query_text: str | None) -> dict[str, np.ndarray]:
+    docs, queries = zip(*PAIRS)
+    g = LabelGraph.from_pairs(np.array(docs), np.array(queries), 5, LABELLED, TEXTS)
+    q, d, rank = np.zeros(4, dtype=int), np.array([1, 2, 3, 4]), np.array([1, 2, 3, 4])
+    texts = None if query_text is None else [query_text]
+    return dict(zip(SIGNALS, g.signals(np.array([[1.0, 0.0]]), q, d, np.array([0]), rank, texts).T))
+
+
+def test_nearest_labelled_queries_vote_by_share():
+    s = signals()
+    # nearest labelled queries of [1, 0]: L0 (cos 1), L1 (0), L2 (-1); only three exist, so k = 5 and 20 use all
+    np.testing.assert_allclose(s["vote_nearest_1"], [1.0, 0.0, 0.0, 0.0])      # L0 lists doc 1 only
+    np.testing.assert_allclose(s["vote_nearest_5"], [2 / 3, 1 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(s["vote_nearest_20"], s["vote_nearest_5"])
+    np.testing.assert_allclose(s["positive_nearest_1"], [1.0] * 4)              # doc 0: L0 and L1
+    np.testing.assert_allclose(s["positive_nearest_5"], [2 / 3] * 4)
+    # the same mix at a sharper temperature (0.02): doc 1 gets L0's and L1's weight
+    z = 1 + np.exp(-50.0) + np.exp(-100.0)
+    np.testing.assert_allclose(s["vote_mix_sharp"], [(1 + np.exp(-50.0)) / z, np.exp(-50.0) / z,
+                                                     np.exp(-100.0) / z, 0.0], rtol=1e-6, atol=1e-30)
+
+
+def test_centroids_of_the_labelled_queries_listing_a_document():
+    s = signals()
+    h = np.sqrt(0.5)
+    # doc 1: mean of L0, L1 = [h, h]; doc 2: L1; doc 3: L2; doc 4: none (neutral 0); positive doc 0: [h, h]
+    np.testing.assert_allclose(s["query_centroid_cosine"], [h, 0.0, -1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(s["positive_centroid_cosine"], [1.0, h, -h, 0.0], atol=1e-6)
+
+
+def test_word_votes_rank_labelled_queries_by_shared_words():
+    s = signals_with_texts("vitamin levels")       # shares "vitamin" with L0 only
+    assert s["word_vote_max"][0] > 0                 # doc 1 is listed by L0
+    np.testing.assert_allclose(s["word_vote_max"][1:], [0.0, 0.0, -1.0])   # L1 / L2 share no word; doc 4 unlisted
+    np.testing.assert_allclose(s["word_vote_nearest_1"], [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(s["word_positive_nearest_1"], [1.0] * 4)
+    assert s["word_vote_mix"][0] > 0.99 and s["word_vote_mix"][3] == 0.0
+    # without the query's text (or the labelled texts) every word signal is neutral
+    for name, values in signals_with_texts(None).items():
+        if name.startswith("word_"):
+            np.testing.assert_array_equal(values, -1.0 if name == "word_vote_max" else 0.0)
+    dense = signals()
+    for name in SIGNALS:
+        if not name.startswith("word_"):
+            np.testing.assert_allclose(signals_with_texts("vitamin levels")[name], dense[name], atol=1e-12)
+
+
+def test_sparse_nearest_shares_match_a_dense_count():
+    rng = np.random.default_rng(0)
+    docs, labelled, k = 30, 25, 5
+    rel = rng.random((docs, labelled)) < 0.2
+    d_idx, q_idx = np.nonzero(rel)
+    emb = rng.normal(size=(labelled, 4)).astype(np.float32)
+    emb = np.round(emb, 1)                           # ties in cosine, broken by the lower column
+    g = LabelGraph.from_pairs(d_idx, q_idx, docs, emb)
+    mined = np.round(rng.normal(size=(3, 4)), 1).astype(np.float32)
+    q = np.repeat(np.arange(3), 10)
+    d = rng.integers(0, docs, size=30)
+    known = np.array([0, 1, 2])
+    s = dict(zip(SIGNALS, g.signals(mined, q, d, known, np.tile(np.arange(1, 11), 3)).T))
+    sims = mined @ emb.T
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    np.testing.assert_allclose(s[f"vote_nearest_{k}"], rel[d[:, None], nearest[q]].sum(axis=1) / k)
+    np.testing.assert_allclose(s[f"positive_nearest_{k}"], rel[known[q][:, None], nearest[q]].sum(axis=1) / k)

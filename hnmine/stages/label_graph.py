@@ -97,16 +97,22 @@ def per_query_z(values: np.ndarray, query: np.ndarray) -> np.ndarray:
     return (values - mean) / np.where(sd > 0, sd, 1.0)
 
 
-def teacher_features(graph: LabelGraph, query_emb: np.ndarray, q: np.ndarray, d: np.ndarray, known: np.ndarray,
-                     rank: np.ndarray, cosine: np.ndarray) -> np.ndarray:
-    """One row per candidate: the graph's signals and their per-query z, log rank, cosine and its per-query z.
+def signal_features(graph: LabelGraph, query_emb: np.ndarray, query_texts: list[str], q: np.ndarray,
+                    d: np.ndarray, known: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """The graph's signals and each one's per-query z-score (a signal read against the query's other candidates).
 
-    ``q`` indexes ``query_emb`` and ``known`` (each query's known positive, a document index)."""
-    raw = graph.signals(query_emb, q, d, known, rank)
+    ``q`` indexes ``query_emb``, ``query_texts`` and ``known`` (each query's known positive, a document index)."""
+    raw = graph.signals(query_emb, q, d, known, rank, query_texts)
     zs = np.stack([per_query_z(raw[:, j], q) for j in range(len(SIGNALS))], axis=1)
+    return np.nan_to_num(np.c_[raw, zs])
+
+
+def teacher_features(graph: LabelGraph, query_emb: np.ndarray, query_texts: list[str], q: np.ndarray,
+                     d: np.ndarray, known: np.ndarray, rank: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """One row per candidate: ``signal_features``, log rank, the mining model's cosine and its per-query z."""
     cosine = np.asarray(cosine, dtype=np.float64)
     extra = np.stack([np.log(np.maximum(rank, 1)), cosine, per_query_z(cosine, q)], axis=1)
-    return np.nan_to_num(np.c_[raw, zs, extra])
+    return np.nan_to_num(np.c_[signal_features(graph, query_emb, query_texts, q, d, known, rank), extra])
 
 
 @dataclass
@@ -182,7 +188,8 @@ class LabelGraphDenoiser(Stage):
             if rows.any():
                 local = np.searchsorted(members, q[rows])
                 graph = self._graph_of(labelled, emb, fold != k, data.num_docs)
-                x[rows] = teacher_features(graph, emb[members], local, d[rows], known[members], rank[rows],
+                texts = [labelled.query_texts[i] for i in members]
+                x[rows] = teacher_features(graph, emb[members], texts, local, d[rows], known[members], rank[rows],
                                            cosine[rows])
         from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -215,7 +222,9 @@ class LabelGraphDenoiser(Stage):
         """The graph of the labelled queries where ``columns`` is True."""
         new = np.cumsum(columns) - 1
         rows = columns[labelled.query_idx]
-        return LabelGraph.from_pairs(labelled.doc_idx[rows], new[labelled.query_idx[rows]], num_docs, emb[columns])
+        texts = [t for t, keep in zip(labelled.query_texts, columns) if keep]
+        return LabelGraph.from_pairs(labelled.doc_idx[rows], new[labelled.query_idx[rows]], num_docs, emb[columns],
+                                     texts)
 
     def apply(self, batch: CandidateBatch) -> CandidateBatch:
         if batch.num_candidates == 0:
@@ -231,11 +240,12 @@ class LabelGraphDenoiser(Stage):
         positives = batch.positives
         pq, pd = positives.column("query_idx").to_numpy(), positives.column("doc_idx").to_numpy()
         known_of = [pd[pq == i] for i in queries]
+        texts = [batch.data.query_texts[i] for i in queries]
         probability = np.full(len(q), np.nan)
         # Several known positives: the candidate's highest probability over them (the most cautious reading).
         for slot in range(max((len(k) for k in known_of), default=0)):
             known = np.array([k[min(slot, len(k) - 1)] if len(k) else 0 for k in known_of], dtype=np.int64)
-            x = teacher_features(self._graph, self.dense._query_emb[queries], local, d, known, rank, cosine)
+            x = teacher_features(self._graph, self.dense._query_emb[queries], texts, local, d, known, rank, cosine)
             with _one_thread():
                 p = self._model.predict_proba(x)[:, 1]
             probability = np.fmax(probability, p)
