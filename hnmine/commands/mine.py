@@ -201,9 +201,9 @@ class MineFlags(InputFlags):
              "scale, 0-1; the label_graph_probability column) is >= this. Lower drops more. On NFCorpus dev (one "
              "known positive per query, labelled set NFCorpus train, --range-min 0 --range-max 50, top 5, 3 "
              "seeds): 0.25 removes 65 % of the hidden positives among the candidates at 8 % false alarms and emits "
-             "8.1 % false negatives at mean rank 6.1 (27.5 % at mean rank 3.0 without the teacher, 13.1 % at 13 "
-             "with hnmine's defaults); 0.1 emits 3.5 % at mean rank 9.1, with 1-4 of 324 queries short. In "
-             "hnmine's default window 11-50, 0.25 emits 5.2 % at mean rank 14.2.",
+             "8.3 % false negatives at mean rank 5.9 (27.5 % at mean rank 3.0 without the teacher, 13.1 % at 13 "
+             "with hnmine's defaults); 0.1 emits 4.3 % at mean rank 8.4, with 4-5 of 324 queries short. In "
+             "hnmine's default window 11-50, 0.25 emits 5.1 % at mean rank 14.2.",
         rich_help_panel=DENOISE)] = MINE.label_graph_max_probability
     relabel_false_negatives: Annotated[bool, typer.Option(
         help="RLHN: write the candidates the false-negative rules remove as extra positives of their query, "
