@@ -21,6 +21,7 @@ from hnmine.stages.exclusion import PositiveExcluder
 from hnmine.stages.label_graph import LABEL_GRAPH_PROBABILITY, LabelGraphDenoiser
 from hnmine.stages.window import RankWindow
 from tests.conftest import make_data
+from tests.test_ray_engine import assert_same_rows
 from tests.test_reliability import assert_failed_cleanly
 
 runner = CliRunner()
@@ -166,12 +167,28 @@ def test_cli_end_to_end_is_deterministic_and_records_the_probability(split_sampl
     assert entry["path"] == str(split_sample["lab_r.csv"]) and len(entry["sha256"]) == 64
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_ray_engine_equals_local(ray_local, split_sample, sample_dir, tmp_path):
+    """With the corpus on the driver, the Ray engine encodes and searches the labelled queries for the teacher's
+    fit; the teacher, its probabilities and the kept negatives are the local run's (floats to 1e-5: shards)."""
+    outs = {engine: tmp_path / f"{engine}.parquet" for engine in ("local", "ray")}
+    for engine, out in outs.items():
+        extra = ["--engine", "ray", "--no-cache", "--ray-workers", "2", "--ray-shards", "3"] if engine == "ray" else []
+        result = mine(split_sample, sample_dir, out, *labelled(split_sample), "--seed", "3", "--dtype", "float32",
+                      *extra)
+        assert result.exit_code == 0, result.output
+    assert_same_rows(pq.read_table(outs["local"]), pq.read_table(outs["ray"]))
+    notes = json.loads(outs["ray"].with_name("ray.parquet.manifest.json").read_text())
+    assert notes["engine"]["kind"] == "ray" and notes["engine"]["texts encoded on Ray"] > 0
+    assert "label-graph teacher: labelled queries" in notes["counts"]["notes"]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--label-graph-max-probability", "0"], "--label-graph-max-probability must be > 0.0"),
     (["--label-graph-max-probability", "2"], "--label-graph-max-probability must be <= 1.0"),
     (["--label-graph-qrels", "MISSING"], "--label-graph-qrels MISSING: not found"),
     (["--label-graph-queries", "MISSING"], "--label-graph-queries MISSING: not found"),
-    (["--engine", "ray"], "the label-graph teacher is not distributed"),
+    (["--engine", "ray", "--ray-corpus", "workers"], "--ray-corpus workers: the label-graph teacher"),
 ])
 def test_bad_options_are_one_line_errors_and_write_nothing(split_sample, sample_dir, tmp_path, extra, message):
     out = tmp_path / "out.parquet"

@@ -366,8 +366,6 @@ class RayEngine:
             if dense.device and "," in dense.device:
                 raise InputError("--engine ray: give one --device (or none); Ray spreads encoding over its "
                                  "workers (--ray-workers)")
-        if any(s.kind == "label_graph" for s in pipeline.stages):
-            raise InputError("--engine ray: the label-graph teacher is not distributed yet; use --engine local")
         if self.corpus == "workers" and any(isinstance(s, BiEncoderDenoiser) for s in pipeline.stages):
             raise InputError("--ray-corpus workers: a bi-encoder teacher embeds the whole corpus on the driver; use "
                              "--ray-corpus driver")
@@ -375,6 +373,9 @@ class RayEngine:
     def _check_corpus_on_workers(self, pipeline: Pipeline) -> None:
         """What needs the whole corpus on the driver is refused with ``--ray-corpus workers``."""
         for stage in pipeline.stages:
+            if stage.kind == "label_graph":
+                raise InputError("--ray-corpus workers: the label-graph teacher searches its labelled queries over "
+                                 "the whole corpus on the driver; use --ray-corpus driver")
             if isinstance(stage, SyntheticNegatives):
                 raise InputError(f"--ray-corpus workers: the {stage.kind} stage needs the whole corpus on the "
                                  "driver; use --ray-corpus driver")
