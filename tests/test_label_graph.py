@@ -126,3 +126,27 @@ def test_sparse_nearest_shares_match_a_dense_count():
     nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     np.testing.assert_allclose(s[f"vote_nearest_{k}"], rel[d[:, None], nearest[q]].sum(axis=1) / k)
     np.testing.assert_allclose(s[f"positive_nearest_{k}"], rel[known[q][:, None], nearest[q]].sum(axis=1) / k)
+
+
+def test_blocks_of_queries_give_the_same_signals(monkeypatch):
+    """A labelled set too large for one dense table is handled a block of queries at a time, with equal results."""
+    import hnmine.evaluation.label_graph as module
+
+    rng = np.random.default_rng(1)
+    docs, labelled = 40, 30
+    rel = rng.random((docs, labelled)) < 0.15
+    d_idx, q_idx = np.nonzero(rel)
+    words = ["vitamin", "statins", "arsenic", "rice", "heart", "bones", "milk", "soy"]
+    texts = [" ".join(rng.choice(words, 3)) for _ in range(labelled)]
+    g = LabelGraph.from_pairs(d_idx, q_idx, docs, rng.normal(size=(labelled, 4)).astype(np.float32), texts)
+    mined = rng.normal(size=(7, 4)).astype(np.float32)
+    q = np.repeat(np.arange(7), 12)
+    d = rng.integers(0, docs, size=len(q))
+    rank = np.tile(np.arange(1, 13), 7)
+    known = rng.integers(0, docs, size=7)
+    mined_texts = [" ".join(rng.choice(words, 2)) for _ in range(7)]
+    whole = g.signals(mined, q, d, known, rank, mined_texts)
+    monkeypatch.setattr(module, "BLOCK_ENTRIES", 2 * labelled)        # blocks of two queries
+    order = rng.permutation(len(q))                                   # rows in any order
+    blocked = g.signals(mined, q[order], d[order], known, rank[order], mined_texts)
+    np.testing.assert_allclose(blocked, whole[order], rtol=1e-5, atol=1e-6)   # float32 products by block shape

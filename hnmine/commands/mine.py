@@ -275,7 +275,8 @@ class MineFlags(InputFlags):
         help="With --engine ray: where the corpus lives. driver: read here, encoded and searched on Ray. workers: "
              "each corpus shard is read from the --corpus Parquet (any pyarrow.fs path), embedded and indexed by a "
              "Ray actor, and the driver holds only query-side state (dense, BM25 and hybrid retrieval; not the "
-             "label-graph teacher, synthetic negatives or a bi-encoder teacher). Default: driver.", rich_help_panel=ENGINE)] = None
+             "label-graph teacher, synthetic negatives or a bi-encoder teacher). Default: driver.",
+        rich_help_panel=ENGINE)] = None
 
     def dense(self) -> DenseRetriever:
         def text(path: Path | None) -> str | None:

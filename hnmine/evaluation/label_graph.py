@@ -24,6 +24,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import svds
 
+BLOCK_ENTRIES = 1 << 23  # entries of one dense queries x labelled-queries table (64 MiB in float64)
 NEAREST = (1, 5, 20)  # how many of this query's nearest labelled queries the k-nearest votes count
 SIGNALS = ("co_share", "co_jaccard", "vote_max", "vote_mix", "positive_vote", "label_cosine",
            "label_centrality", "label_degree",
@@ -124,12 +125,31 @@ class LabelGraph:
           texts).
         """
         q, d, rank = np.asarray(q), np.asarray(d), np.asarray(rank)
-        p = np.asarray(known)[q]
-        sims = np.asarray(query_emb, dtype=np.float32) @ self.query_emb.T       # queries x labelled queries
+        query_emb, known = np.asarray(query_emb, dtype=np.float32), np.asarray(known)
+        block = max(1, BLOCK_ENTRIES // max(len(self.query_emb), 1))
+        if len(query_emb) <= block:
+            return self._block_signals(query_emb, q, d, known, rank, query_texts)
+        # Several dense (queries x labelled queries) tables are built per call: a block of queries at a time keeps
+        # them near BLOCK_ENTRIES entries each, whatever the number of labelled queries. Every signal is per query,
+        # so blocks change nothing in the result.
+        out = np.zeros((len(q), len(SIGNALS)))
+        for start in range(0, len(query_emb), block):
+            rows = (q >= start) & (q < start + block)
+            if rows.any():
+                texts = None if query_texts is None else list(query_texts[start:start + block])
+                out[rows] = self._block_signals(query_emb[start:start + block], q[rows] - start, d[rows],
+                                                known[start:start + block], rank[rows], texts)
+        return out
+
+    def _block_signals(self, query_emb: np.ndarray, q: np.ndarray, d: np.ndarray, known: np.ndarray,
+                       rank: np.ndarray, query_texts: list[str] | None) -> np.ndarray:
+        """``signals`` for a block of queries small enough for its dense tables."""
+        p = known[q]
+        sims = query_emb @ self.query_emb.T       # queries x labelled queries
         rc, rp = self.relevance[d], self.relevance[p]
         graph = self._graph_signals(sims, q, d, p, rank, rc, rp)
         mixes = [_row_reduce(rc, self._softmax(sims, t), q, np.add, 0.0) for t in (0.4, 2.0)]
-        centroid = self._centroid_signals(np.asarray(query_emb, dtype=np.float32), q, rc, rp)
+        centroid = self._centroid_signals(query_emb, q, rc, rp)
         nearest = _nearest_shares(sims, q, rc, rp)
         words = self.word_vectors()
         if words is not None and query_texts is not None:
