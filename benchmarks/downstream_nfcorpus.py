@@ -252,6 +252,8 @@ def train(triplets: Path, seed: int, args: argparse.Namespace, work: Path) -> tu
         guide = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device=args.device)
         guide.max_seq_length = args.train_max_seq_length
         loss = losses.GISTEmbedLoss(model, guide)
+    elif args.loss == "triplet":  # only the mined negative teaches: no in-batch negatives (library defaults)
+        loss = losses.TripletLoss(model)
     else:
         loss = losses.MultipleNegativesRankingLoss(model)
     trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset, loss=loss)
@@ -323,10 +325,11 @@ def main() -> None:
     ap.add_argument("--label-drop", type=float, default=0.25,
                     help="the 'labels' row removes this share of ranks 1-50 that the label-graph teacher scores "
                          "most likely relevant")
-    ap.add_argument("--loss", choices=("mnrl", "gist"), default="mnrl",
+    ap.add_argument("--loss", choices=("mnrl", "gist", "triplet"), default="mnrl",
                     help="mnrl: MultipleNegativesRankingLoss (in-batch negatives unfiltered); gist: GISTEmbedLoss "
                          "with the frozen bundled model as guide (in-batch and mined negatives it scores above the "
-                         "positive are masked)")
+                         "positive are masked); triplet: TripletLoss with its defaults (Euclidean, margin 5), where "
+                         "only each row's mined negative teaches, so its false negatives act undiluted")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-queries", type=int, default=800, help="seeded sample of train queries (0: all)")
     ap.add_argument("--negatives", type=int, default=3)
