@@ -52,3 +52,21 @@ def test_measure_counts_distinct_pairs_and_short_queries(setting):
     bench.add_intervals([row], "fixed")
     low, high = row["fn_rate_ci95"]
     assert 0 <= low <= 1 / 3 <= high <= 1 and row["fn_diff_vs_defaults_ci95"] == [0.0, 0.0]
+
+
+def test_label_graph_points_build_the_stage_and_need_nfcorpus(tmp_path):
+    from hnmine.recipe import MineOptions, build_pipeline
+
+    for name in ("queries.jsonl", "qrels-train.tsv"):
+        (tmp_path / name).write_text("")
+    recipes = bench.label_graph_recipes(tmp_path)
+    thresholds = []
+    for recipe in recipes:
+        stages = build_pipeline(MineOptions(**recipe.options)).stages
+        teacher = [s for s in stages if s.kind == "label_graph"]
+        assert len(teacher) == 1 and teacher[0].qrels == str(tmp_path / "qrels-train.tsv")
+        thresholds.append((teacher[0].max_probability, recipe.options.get("range_min")))
+    assert thresholds == [(0.25, 0), (0.1, 0), (0.25, None)]
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--settings", "nfcorpus,scifact", "--label-graph", "--nfcorpus", str(tmp_path)])
+    assert exit_info.value.code == 2
