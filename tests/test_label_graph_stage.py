@@ -42,13 +42,16 @@ def write_labelled_set(folder: Path) -> tuple[Path, Path]:
     return folder / "queries.jsonl", folder / "qrels.tsv"
 
 
+@pytest.mark.parametrize("fit_queries", [5000, 12])
 def test_a_candidate_the_labels_co_list_with_the_positive_is_dropped_an_unrelated_one_kept(
-        tiny_sentence_transformer, tmp_path):
+        tiny_sentence_transformer, tmp_path, fit_queries):
+    """With every labelled query fitting, and with a sample of 12 of the 30 (the rest still vote in the graph)."""
     queries, qrels = write_labelled_set(tmp_path / "labelled")
     docs = {f"{t}-{k}": f"note {k} on {t} number {k * 7 + i}" for i, t in enumerate(TOPICS) for k in range(10)}
     data = make_data({"m": "tell me about the apple"}, docs, {"m": ["apple-0"]})
     dense = DenseRetriever(model=tiny_sentence_transformer, top_k=60)
-    teacher = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), depth=59, dense=dense)
+    teacher = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), depth=59, dense=dense,
+                                 fit_queries=fit_queries)
     pipeline = Pipeline([dense, PositiveExcluder(), RankWindow(0, 60), teacher])
     (batch,) = pipeline.run(data)
     kept = {data.doc_ids[i] for i in batch.candidates.column("doc_idx").to_pylist()}
@@ -60,7 +63,8 @@ def test_a_candidate_the_labels_co_list_with_the_positive_is_dropped_an_unrelate
     assert (probability < 0.25).all()
     notes = teacher.notes()
     assert notes["label-graph teacher: labelled queries"] == 30
-    assert notes["label-graph teacher: fitting candidates"] == 30 * 59
+    assert notes["label-graph teacher: fitting queries"] == min(30, fit_queries)
+    assert notes["label-graph teacher: fitting candidates"] == min(30, fit_queries) * 59
 
 
 def test_a_labelled_query_with_a_mined_querys_id_never_judges_it(tiny_sentence_transformer, tmp_path):

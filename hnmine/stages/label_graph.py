@@ -11,7 +11,8 @@ How it learns, without ever letting a query's own labels judge it:
 
 * the graph is built from the labelled queries' positives (grade > 0), minus every labelled query whose id is
   also a mined query's id;
-* each labelled query plays a mined one: one known positive (its highest grade, ties broken with ``seed``),
+* each labelled query (or a seeded sample of ``fit_queries`` of them, from a large labelled set) plays a mined
+  one: one known positive (its highest grade, ties broken with ``seed``),
   candidates = its dense top ``depth`` minus that positive, label = whether a candidate is one of its other
   positives. Its signals come from the graph of the *other* folds' labelled queries (``folds``), so it is
   judged the way a mined query is, by labels that are not its own;
@@ -129,6 +130,7 @@ class LabelGraphDenoiser(Stage):
     max_probability: float = option(0.25, flag="--label-graph-max-probability", above=0.0, maximum=1.0)
     depth: int = option(50, flag="--label-graph-depth", minimum=1, maximum=MAX_RANK)
     folds: int = option(3, flag="--label-graph-folds", minimum=2, maximum=1000)
+    fit_queries: int = option(5000, flag="--label-graph-fit-queries", minimum=10, maximum=10_000_000)
     seed: int = seed_option()
     dense: DenseRetriever = field(default_factory=DenseRetriever)
     _labelled: LabelledSet | None = field(default=None, init=False, repr=False)
@@ -173,21 +175,28 @@ class LabelGraphDenoiser(Stage):
         if emb.shape[1] != doc_emb.shape[1]:
             raise InputError(f"the labelled queries' embeddings (model {self.dense.model}) have dimension "
                              f"{emb.shape[1]}, the corpus embeddings {doc_emb.shape[1]}")
-        idx, scores = self.engine.search(doc_emb, emb, self.depth + 1)
+        n = labelled.num_queries
+        # The queries that play mined ones: all, or a seeded sample of fit_queries (the trees need thousands of
+        # queries, not a large labelled set's hundreds of thousands; every labelled query still votes in the graph).
+        fit = np.arange(n) if n <= self.fit_queries else np.sort(
+            np.random.default_rng([self.seed, 1]).choice(n, self.fit_queries, replace=False))
+        idx, scores = self.engine.search(doc_emb, emb[fit], self.depth + 1)
         known = self._known_positives(labelled)
-        q, d, rank, cosine, y = _fitting_candidates(labelled, known, idx, scores, self.depth)
+        q, d, rank, cosine, y = _fitting_candidates(labelled, fit, known[fit], idx, scores, self.depth)
         if y.all() or not y.any():
             raise InputError(f"--label-graph-qrels {self.qrels}: the labelled queries' top {self.depth} "
                              f"candidates hold {'only' if y.all() else 'none of'} their other positives; nothing "
                              "to learn from")
-        n = labelled.num_queries
-        fold = np.random.default_rng(self.seed).permutation(n) % self.folds
+        fold = np.random.default_rng(self.seed).permutation(len(fit)) % self.folds
         x = np.zeros((len(q), 2 * len(SIGNALS) + 3))
         for k in range(self.folds):
-            rows, members = fold[q] == k, np.flatnonzero(fold == k)
+            rows, positions = fold[q] == k, np.flatnonzero(fold == k)
             if rows.any():
-                local = np.searchsorted(members, q[rows])
-                graph = self._graph_of(labelled, emb, fold != k, data.num_docs)
+                local = np.searchsorted(positions, q[rows])
+                members = fit[positions]
+                others = np.ones(n, dtype=bool)
+                others[members] = False
+                graph = self._graph_of(labelled, emb, others, data.num_docs)
                 texts = [labelled.query_texts[i] for i in members]
                 x[rows] = teacher_features(graph, emb[members], texts, local, d[rows], known[members], rank[rows],
                                            cosine[rows])
@@ -200,6 +209,7 @@ class LabelGraphDenoiser(Stage):
         self._notes.update({
             "label-graph teacher: labelled queries": n,
             "label-graph teacher: labelled queries left out (same id as a mined query)": labelled.excluded,
+            "label-graph teacher: fitting queries": len(fit),
             "label-graph teacher: fitting candidates": len(q),
             "label-graph teacher: hidden positives among them": f"{y.mean():.1%}",
             "label-graph teacher: fit seconds": round(time.perf_counter() - start, 2),
@@ -266,9 +276,10 @@ def _one_thread() -> Any:
     return threadpool_limits(limits=1, user_api="openmp")
 
 
-def _fitting_candidates(labelled: LabelledSet, known: np.ndarray, idx: np.ndarray, scores: np.ndarray,
-                        depth: int) -> tuple[np.ndarray, ...]:
-    """Each labelled query's top ``depth`` minus its known positive: (query, doc, rank, cosine, is-positive)."""
+def _fitting_candidates(labelled: LabelledSet, fit: np.ndarray, known: np.ndarray, idx: np.ndarray,
+                        scores: np.ndarray, depth: int) -> tuple[np.ndarray, ...]:
+    """The top ``depth`` minus the known positive of each fitting query (labelled query ``fit[i]``, search row
+    ``i``): (position i, doc, rank, cosine, is-positive)."""
     positive = set(zip(labelled.query_idx.tolist(), labelled.doc_idx.tolist()))
     cols: list[list] = [[], [], [], [], []]
     for i in range(len(idx)):
@@ -278,6 +289,6 @@ def _fitting_candidates(labelled: LabelledSet, known: np.ndarray, idx: np.ndarra
         cols[1].extend(docs.tolist())
         cols[2].extend(range(1, len(docs) + 1))
         cols[3].extend(sims.tolist())
-        cols[4].extend((i, int(doc)) in positive for doc in docs)
+        cols[4].extend((int(fit[i]), int(doc)) in positive for doc in docs)
     q, d, rank = (np.array(c, dtype=np.int64) for c in cols[:3])
     return q, d, rank, np.array(cols[3], dtype=np.float64), np.array(cols[4], dtype=bool)
