@@ -85,7 +85,8 @@ class LabelGraph:
 
         Why words as well as the mining model's cosine: on short topical queries two queries that share a rare
         term ("arsenic", "statins") are usually about the same documents, and a small bi-encoder blurs exactly
-        those terms; on NFCorpus dev the word-overlap votes add about 2.5 points of catch at 10 % false alarms."""
+        those terms. On NFCorpus dev the word votes alone added 1.3 points of catch at 10 % false alarms (scratch
+        runs over 3 seeds), the most of any of the 18 signals added with them (+1.6 together)."""
         if self.query_texts is None:
             return None
         cached = self.__dict__.get("_words")
