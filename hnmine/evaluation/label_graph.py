@@ -89,17 +89,15 @@ class LabelGraph:
         runs over 3 seeds), the most of any of the 18 signals added with them (+1.6 together)."""
         if self.query_texts is None:
             return None
-        cached = self.__dict__.get("_words")
-        if cached is None:
+        if "_words" not in self.__dict__:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
             model = TfidfVectorizer(sublinear_tf=True)
             try:
-                cached = (model, model.fit_transform(self.query_texts).tocsr())
+                self.__dict__["_words"] = (model, model.fit_transform(self.query_texts).tocsr())
             except ValueError:  # no word in any labelled query: nothing to compare
-                cached = (None, None)
-            self.__dict__["_words"] = cached
-        return cached if cached[0] is not None else None
+                self.__dict__["_words"] = None
+        return self.__dict__["_words"]
 
     def signals(self, query_emb: np.ndarray, q: np.ndarray, d: np.ndarray, known: np.ndarray,
                 rank: np.ndarray, query_texts: list[str] | None = None) -> np.ndarray:
@@ -213,8 +211,7 @@ def _nearest_shares(sims: np.ndarray, q: np.ndarray, rc: sparse.csr_matrix,
                     rp: sparse.csr_matrix) -> list[np.ndarray]:
     """For each k in ``NEAREST``: the share of query ``q[i]``'s k most similar labelled queries (ties: lower
     column first; all of them when there are fewer than k) that list the candidate, then the same for the known
-    positive. Sparse throughout: the
-    candidates x labelled queries matrix is never built densely."""
+    positive. Sparse throughout: the candidates x labelled queries matrix is never built densely."""
     kmax = min(max(NEAREST), sims.shape[1])
     if kmax == 0:
         return [np.zeros(len(q))] * (2 * len(NEAREST))

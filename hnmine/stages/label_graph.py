@@ -113,7 +113,7 @@ def teacher_features(graph: LabelGraph, query_emb: np.ndarray, query_texts: list
     """One row per candidate: ``signal_features``, log rank, the mining model's cosine and its per-query z."""
     cosine = np.asarray(cosine, dtype=np.float64)
     extra = np.stack([np.log(np.maximum(rank, 1)), cosine, per_query_z(cosine, q)], axis=1)
-    return np.nan_to_num(np.c_[signal_features(graph, query_emb, query_texts, q, d, known, rank), extra])
+    return np.c_[signal_features(graph, query_emb, query_texts, q, d, known, rank), extra]
 
 
 @dataclass
