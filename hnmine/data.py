@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -124,6 +125,15 @@ class MiningData:
             cache[missing] = np.fromiter((text_key(self.doc_texts[i]) for i in missing.tolist()), dtype=np.int64,
                                          count=len(missing))
         return cache[doc_idx]
+
+    def doc_positions(self, wanted: set[str]) -> Mapping[str, int]:
+        """The document index of each wanted id the corpus holds (ids it lacks are absent), to link a qrels file.
+
+        A corpus that lives elsewhere (``--ray-corpus workers``) looks the ids up where its rows are."""
+        locate = getattr(self.doc_ids, "locate", None)
+        if locate is not None:
+            return locate(wanted)
+        return {d: i for i, d in enumerate(self.doc_ids) if d in wanted}
 
     @property
     def doc_keys(self) -> np.ndarray:

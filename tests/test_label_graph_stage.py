@@ -171,20 +171,57 @@ def test_cli_end_to_end_is_deterministic_and_records_the_probability(split_sampl
     assert entry["path"] == str(split_sample["lab_r.csv"]) and len(entry["sha256"]) == 64
 
 
+@pytest.fixture(scope="module")
+def local_output(split_sample, sample_dir, tmp_path_factory) -> Path:
+    """The local run the Ray runs are compared with."""
+    out = tmp_path_factory.mktemp("label-graph-local") / "local.parquet"
+    result = mine(split_sample, sample_dir, out, *labelled(split_sample), "--seed", "3", "--dtype", "float32")
+    assert result.exit_code == 0, result.output
+    return out
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
-def test_ray_engine_equals_local(ray_local, split_sample, sample_dir, tmp_path):
-    """With the corpus on the driver, the Ray engine encodes and searches the labelled queries for the teacher's
-    fit; the teacher, its probabilities and the kept negatives are the local run's (floats to 1e-5: shards)."""
-    outs = {engine: tmp_path / f"{engine}.parquet" for engine in ("local", "ray")}
-    for engine, out in outs.items():
-        extra = ["--engine", "ray", "--no-cache", "--ray-workers", "2", "--ray-shards", "3"] if engine == "ray" else []
-        result = mine(split_sample, sample_dir, out, *labelled(split_sample), "--seed", "3", "--dtype", "float32",
-                      *extra)
-        assert result.exit_code == 0, result.output
-    assert_same_rows(pq.read_table(outs["local"]), pq.read_table(outs["ray"]))
-    notes = json.loads(outs["ray"].with_name("ray.parquet.manifest.json").read_text())
-    assert notes["engine"]["kind"] == "ray" and notes["engine"]["texts encoded on Ray"] > 0
-    assert "label-graph teacher: labelled queries" in notes["counts"]["notes"]
+@pytest.mark.parametrize("corpus", ["driver", "workers"])
+def test_ray_engine_equals_local(ray_local, split_sample, sample_dir, local_output, tmp_path, monkeypatch, corpus):
+    """The Ray engine encodes the labelled queries and searches them for the teacher's fit; the teacher, its
+    probabilities and the kept negatives are the local run's (floats to 1e-5: shards). With the corpus on the
+    driver the engine searches the driver's corpus embeddings; with ``--ray-corpus workers`` the corpus shards
+    answer the labelled queries with their own indexes, and nothing searches a driver copy of the corpus (the
+    engine's driver-side search fails here if it is reached)."""
+    from hnmine.engines.ray import RayEngine
+
+    if corpus == "workers":
+        def no_driver_search(*args, **kwargs):
+            raise AssertionError("searched a driver copy of the corpus")
+
+        monkeypatch.setattr(RayEngine, "search", no_driver_search)
+    out = tmp_path / "ray.parquet"
+    result = mine(split_sample, sample_dir, out, *labelled(split_sample), "--seed", "3", "--dtype", "float32",
+                  "--engine", "ray", "--no-cache", "--ray-workers", "2", "--ray-shards", "3", "--ray-corpus", corpus)
+    assert result.exit_code == 0, result.output
+    assert_same_rows(pq.read_table(local_output), pq.read_table(out))
+    manifest = json.loads(out.with_name("ray.parquet.manifest.json").read_text())
+    engine, notes = manifest["engine"], manifest["counts"]["notes"]
+    assert engine["kind"] == "ray" and engine["texts encoded on Ray"] > 0
+    assert engine.get("corpus_on", "driver") == corpus
+    local_notes = json.loads(local_output.with_name("local.parquet.manifest.json").read_text())["counts"]["notes"]
+    for key in ("labelled queries", "fitting queries", "fitting candidates", "hidden positives among them"):
+        assert notes[f"label-graph teacher: {key}"] == local_notes[f"label-graph teacher: {key}"], key
+
+
+def test_with_the_corpus_on_the_workers_its_retriever_must_search_the_shards(tmp_path):
+    """A pipeline file can give the teacher a dense retriever of its own; with the corpus on the workers the
+    shards hold only the searching retriever's embeddings, so that is refused in one line (no Ray needed)."""
+    from hnmine.engines.ray import RayEngine
+
+    queries, qrels = write_labelled_set(tmp_path)
+    dense = DenseRetriever()
+    own = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), dense=DenseRetriever(model="another"))
+    shared = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), dense=dense)
+    with pytest.raises(InputError, match="the label-graph teacher's dense retriever must be the one that searches"):
+        RayEngine(corpus="workers").check_pipeline(Pipeline([dense, PositiveExcluder(), RankWindow(0, 30), own]))
+    RayEngine(corpus="workers").check_pipeline(Pipeline([dense, PositiveExcluder(), RankWindow(0, 30), shared]))
+    RayEngine(corpus="driver").check_pipeline(Pipeline([dense, PositiveExcluder(), RankWindow(0, 30), own]))
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -192,7 +229,6 @@ def test_ray_engine_equals_local(ray_local, split_sample, sample_dir, tmp_path):
     (["--label-graph-max-probability", "2"], "--label-graph-max-probability must be <= 1.0"),
     (["--label-graph-qrels", "MISSING"], "--label-graph-qrels MISSING: not found"),
     (["--label-graph-queries", "MISSING"], "--label-graph-queries MISSING: not found"),
-    (["--engine", "ray", "--ray-corpus", "workers"], "--ray-corpus workers: the label-graph teacher"),
 ])
 def test_bad_options_are_one_line_errors_and_write_nothing(split_sample, sample_dir, tmp_path, extra, message):
     out = tmp_path / "out.parquet"

@@ -274,8 +274,8 @@ class MineFlags(InputFlags):
     ray_corpus: Annotated[str | None, typer.Option(
         help="With --engine ray: where the corpus lives. driver: read here, encoded and searched on Ray. workers: "
              "each corpus shard is read from the --corpus Parquet (any pyarrow.fs path), embedded and indexed by a "
-             "Ray actor, and the driver holds only query-side state (dense, BM25 and hybrid retrieval; not the "
-             "label-graph teacher, synthetic negatives or a bi-encoder teacher). Default: driver.",
+             "Ray actor, and the driver holds only query-side state (dense, BM25 and hybrid retrieval, the label-graph "
+             "teacher; not synthetic negatives or a bi-encoder teacher). Default: driver.",
         rich_help_panel=ENGINE)] = None
 
     def dense(self) -> DenseRetriever:

@@ -373,9 +373,9 @@ class RayEngine:
     def _check_corpus_on_workers(self, pipeline: Pipeline) -> None:
         """What needs the whole corpus on the driver is refused with ``--ray-corpus workers``."""
         for stage in pipeline.stages:
-            if stage.kind == "label_graph":
-                raise InputError("--ray-corpus workers: the label-graph teacher searches its labelled queries over "
-                                 "the whole corpus on the driver; use --ray-corpus driver")
+            if stage.kind == "label_graph" and not _searched(pipeline, stage.dense):
+                raise InputError("--ray-corpus workers: the label-graph teacher's dense retriever must be the one "
+                                 "that searches the corpus shards (it searches its labelled queries with it)")
             if isinstance(stage, SyntheticNegatives):
                 raise InputError(f"--ray-corpus workers: the {stage.kind} stage needs the whole corpus on the "
                                  "driver; use --ray-corpus driver")
@@ -460,7 +460,12 @@ class RayEngine:
                     data.pooled_positives_of(int(q)) for q in queries)]), queries)
             return ids[queries, :want], scores[queries, :want]
 
-        dense.use_results(data, doc_emb, query_emb, searcher, notes)
+        # Other query vectors (the label-graph teacher's labelled queries) are searched by the shards too, the way
+        # the data's queries were; with the corpus on the driver the stage asks this engine's ``search``.
+        vectors = None
+        if self._sharded is not None and k:
+            vectors = partial(self._sharded.search, exact=dense.index == "flat")
+        dense.use_results(data, doc_emb, query_emb, searcher, notes, vectors)
 
     def _search_shards(self, dense: DenseRetriever, data: MiningData, query_emb: np.ndarray, k: int,
                        notes: dict[str, float]) -> tuple[ShardEmbeddings, np.ndarray, np.ndarray]:

@@ -257,6 +257,10 @@ class ShardColumn(Sequence):
         raise TypeError("the corpus lives on the Ray workers (--ray-corpus workers): it is not iterated on the "
                         "driver")
 
+    def locate(self, wanted: set[str]) -> Mapping[str, int]:
+        """``MiningData.doc_positions``: the rows of these ids, looked up by the shards in their own rows."""
+        return self.corpus.locate(wanted)
+
     def keys_of(self, doc_idx: np.ndarray) -> np.ndarray:
         """``MiningData.doc_keys_of`` for rows on the shards: the text fingerprints of these rows, computed from
         the rows the driver fetches (one chunk's, mostly already there), not kept per passage."""
@@ -276,6 +280,10 @@ class ShardEmbeddings:
 
     def __len__(self) -> int:
         return self.corpus.total
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.corpus.total, self.corpus.dim
 
     def __getitem__(self, doc_idx: Any) -> np.ndarray:
         return self.corpus.embeddings(np.asarray(doc_idx, dtype=np.int64))
@@ -469,7 +477,8 @@ class ShardedCorpus:
             done, pending = ray.wait(pending, num_returns=1)
             lo, ids, scores = ray_get(done[0])
             merger.add(np.arange(lo, lo + len(ids)), ids, scores)
-        self.stats["search seconds on Ray"] = round(time.perf_counter() - start, 2)
+        self.stats["search seconds on Ray"] = round(self.stats.get("search seconds on Ray", 0)
+                                                    + time.perf_counter() - start, 2)
         if exact:
             return merger.result(self.total)
         width = min(k, self.total)  # IVF/HNSW may find fewer than k in a shard: -1 rows, as a local index's

@@ -153,6 +153,8 @@ class DenseRetriever(EncoderSettings, Stage):
     _searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = field(
         default=None, init=False, repr=False)
     _ahead: tuple[int, int, int, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _vector_searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, init=False, repr=False)
 
     def notes(self) -> dict[str, float | str]:
         """For the run summary: texts the encoder had to truncate, and time spent in the encoder itself."""
@@ -160,14 +162,19 @@ class DenseRetriever(EncoderSettings, Stage):
 
     def use_results(self, data: MiningData, doc_emb: np.ndarray, query_emb: np.ndarray,
                     searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
-                    notes: dict | None = None) -> None:
+                    notes: dict | None = None,
+                    vector_searcher: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+                    ) -> None:
         """Embeddings and top-k lists an engine computed ahead of the run (``RayEngine.prepare_mine``, with its
         ``encode`` and ``search``); ``prepare`` then does nothing.
 
         ``searcher(query_idx, k)`` answers like ``search``: ``(doc_idx, scores)``, best first, ``min(k, corpus)``
         wide. Everything downstream (positives' scores, hybrid fusion, clusters) runs unchanged.
+        ``vector_searcher(query_emb, k)`` answers ``search_vectors`` where the corpus embeddings are not on the
+        driver (the corpus shards' own indexes, ``--ray-corpus workers``).
         """
         self._doc_emb, self._query_emb, self._searcher, self._data = doc_emb, query_emb, searcher, data
+        self._vector_searcher = vector_searcher
         self._notes.update(notes or {})
 
     def __post_init__(self) -> None:
@@ -297,6 +304,24 @@ class DenseRetriever(EncoderSettings, Stage):
         q = self._query_emb[query_idx]
         d = self._doc_emb[doc_idx]
         return np.einsum("ij,ij->i", q, d).astype(np.float64)
+
+    def corpus_dimension(self) -> int:
+        """The corpus embeddings' dimension (also where they live on the corpus shards)."""
+        assert self._doc_emb is not None, "prepare() first"
+        return int(self._doc_emb.shape[1])
+
+    def search_vectors(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` of query vectors that are not the data's queries (a teacher's labelled queries) over this
+        retriever's corpus embeddings: ``(doc_idx, scores)``, best first, as ``Engine.search``.
+
+        Exact search by the engine over the corpus embeddings, or, where these live on the Ray corpus shards, by
+        the shards' own indexes (exact for ``--index flat``, merged exactly), as the data's queries were searched:
+        one call for a stage, whichever engine holds the corpus.
+        """
+        if self._vector_searcher is not None:
+            return self._vector_searcher(np.asarray(query_emb), k)
+        assert self._doc_emb is not None, "prepare() first"
+        return self.engine.search(self._doc_emb, query_emb, k)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._searcher is not None:

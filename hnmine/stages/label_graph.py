@@ -74,7 +74,7 @@ def read_labelled_set(queries: str, qrels: str, data: MiningData) -> LabelledSet
 
     query_ids, query_texts = read_queries(queries)
     rows = graded_qrels(read_table(qrels, "qrels"), qrels)
-    pairs = _link_qrels([(q, d) for q, d, _ in rows], query_ids, {d: i for i, d in enumerate(data.doc_ids)}, qrels)
+    pairs = _link_qrels([(q, d) for q, d, _ in rows], query_ids, data.doc_positions({d for _, d, _ in rows}), qrels)
     mined = set(data.query_ids)
     used = sorted({q for q, _ in pairs if query_ids[q] not in mined})
     excluded = len({q for q, _ in pairs}) - len(used)
@@ -167,20 +167,19 @@ class LabelGraphDenoiser(Stage):
         self.dense.prepare(data)
         start = time.perf_counter()
         labelled = self._labelled
-        assert labelled is not None and self.dense._doc_emb is not None
+        assert labelled is not None
         encoder = self.dense.encoder()
         query_prompt, _ = self.dense.prompts(encoder)
         emb = self.engine.encode(encoder, labelled.query_texts, query_prompt, "encode labelled queries")
-        doc_emb = self.dense._doc_emb
-        if emb.shape[1] != doc_emb.shape[1]:
+        if emb.shape[1] != self.dense.corpus_dimension():
             raise InputError(f"the labelled queries' embeddings (model {self.dense.model}) have dimension "
-                             f"{emb.shape[1]}, the corpus embeddings {doc_emb.shape[1]}")
+                             f"{emb.shape[1]}, the corpus embeddings {self.dense.corpus_dimension()}")
         n = labelled.num_queries
         # The queries that play mined ones: all, or a seeded sample of fit_queries (the trees need thousands of
         # queries, not a large labelled set's hundreds of thousands; every labelled query still votes in the graph).
         fit = np.arange(n) if n <= self.fit_queries else np.sort(
             np.random.default_rng([self.seed, 1]).choice(n, self.fit_queries, replace=False))
-        idx, scores = self.engine.search(doc_emb, emb[fit], self.depth + 1)
+        idx, scores = self.dense.search_vectors(emb[fit], self.depth + 1)
         known = self._known_positives(labelled)
         q, d, rank, cosine, y = _fitting_candidates(labelled, fit, known[fit], idx, scores, self.depth)
         if y.all() or not y.any():
