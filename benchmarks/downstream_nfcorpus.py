@@ -18,7 +18,10 @@ Rows (``--rows``): ``zero-shot`` (not trained), ``random`` (seeded random non-po
 ``teacher`` (``--teacher DIR``: dense ranks ``--teacher-window`` denoised by that cross-encoder with
 ``--teacher-rule``, e.g. a ``hnmine train-denoiser`` model trained on NFCorpus train), ``labels`` (dense ranks
 1-50 denoised by the label-graph teacher of ``benchmarks/teacher_denoise.py``, reading the labels of the train
-queries not mined here; ``--label-drop``).
+queries not mined here; ``--label-drop``), ``lg`` (``hnmine mine`` itself with the label-graph stage over
+dense ranks 1-50, labelled set = the train queries not mined here, default threshold) and ``lg-relabel``
+(the same with ``--relabel-false-negatives``: the dropped candidates at ``--relabel-probability`` or above
+become extra positives, each in one more row with one of its query's mined negatives).
 Every trained row runs at each seed of ``--seeds``; the report gives mean ± standard deviation over seeds and
 the **paired** per-seed differences (same seed = same initial shuffling and dropout), and calls a difference
 real only when it is larger than twice its spread.
@@ -61,7 +64,7 @@ from false_negatives import (
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
-ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher", "labels")
+ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher", "labels", "lg", "lg-relabel")
 
 
 def log(msg: str) -> None:
@@ -137,6 +140,14 @@ def recipe_for(row: str, args: argparse.Namespace) -> Recipe:
         return sentence_transformers_recipe("sentence-transformers defaults", num_negatives=args.negatives)
     if row == "hnmine":
         return Recipe("hnmine defaults", "window", {"num_negatives": args.negatives})
+    if row in ("lg", "lg-relabel"):
+        # NFCorpus train as the labelled set: the stage itself leaves out the labelled queries mined here
+        return Recipe(f"label graph, dense 1-50{', relabel' if row == 'lg-relabel' else ''}", "teacher",
+                      {"num_negatives": args.negatives, "range_min": 0, "range_max": 50,
+                       "label_graph_queries": str(args.data / "queries.jsonl"),
+                       "label_graph_qrels": str(args.data / "qrels-train.tsv"), "seed": args.mine_seed,
+                       "relabel_false_negatives": row == "lg-relabel",
+                       "label_graph_relabel_probability": args.relabel_probability})
     if row == "teacher":
         if not args.teacher:
             raise SystemExit("--rows teacher needs --teacher DIR (a cross-encoder, e.g. from hnmine train-denoiser)")
@@ -164,23 +175,41 @@ def mine(row: str, setting: Setting, args: argparse.Namespace, out: Path) -> dic
         return json.loads(info_path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    relabeled = None
     if row == "random":
         q, d = random_negatives(setting, args.negatives, args.mine_seed)
     elif row == "labels":
         q, d = label_graph_negatives(setting, args)
     else:
         mined = recipe_for(row, args).mine(setting, out / "work")
-        q, d = mined.query_idx, mined.doc_idx
+        q, d, relabeled = mined.query_idx, mined.doc_idx, mined.relabeled
     seconds = time.perf_counter() - start
     data = setting.data
-    positive = [int(data.positives_of(int(a))[0]) for a in q]
-    pq.write_table(pa.table({"query": [data.query_texts[a] for a in q],
-                             "positive": [data.doc_texts[p] for p in positive],
-                             "negative": [data.doc_texts[b] for b in d]}), path)
+    positive = np.array([int(data.positives_of(int(a))[0]) for a in q], dtype=np.int64)
     is_fn = [(int(a), int(b)) in setting.relevant for a, b in zip(q, d)]
     info = {"rows": len(q), "mine_seconds": round(seconds, 1),
             "train_fn_rate": float(np.mean(is_fn)) if len(q) else None,
             "queries_with_negatives": len(set(q.tolist()))}
+    if relabeled is not None:
+        # Each extra positive in one more row, with its query's mined negatives in turn. (The triplet layout pairs
+        # it with every one of them; once each keeps this row's training time near the others'.)
+        rq, rd = relabeled
+        info.update({"relabeled": len(rq), "relabeled_truly_relevant": float(np.mean(
+            [(int(a), int(b)) in setting.relevant for a, b in zip(rq, rd)])) if len(rq) else None})
+        rows_of, seen = {int(a): np.flatnonzero(q == a) for a in np.unique(rq)}, dict.fromkeys(rq.tolist(), 0)
+        pick, extra = [], []
+        for a, b in zip(rq.tolist(), rd.tolist()):
+            if len(rows_of[a]):  # a query with no negative left has no row to add to
+                pick.append(rows_of[a][seen[a] % len(rows_of[a])])
+                extra.append(b)
+                seen[a] += 1
+        pick_rows = np.array(pick, dtype=np.int64)
+        positive = np.concatenate([positive, np.array(extra, dtype=np.int64)])
+        q, d = np.concatenate([q, q[pick_rows]]), np.concatenate([d, d[pick_rows]])
+        info["rows"] = len(q)
+    pq.write_table(pa.table({"query": [data.query_texts[a] for a in q],
+                             "positive": [data.doc_texts[p] for p in positive],
+                             "negative": [data.doc_texts[b] for b in d]}), path)
     info_path.write_text(json.dumps(info, indent=1))
     log(f"mined {row}: {info}")
     return info
@@ -325,6 +354,8 @@ def main() -> None:
     ap.add_argument("--label-drop", type=float, default=0.25,
                     help="the 'labels' row removes this share of ranks 1-50 that the label-graph teacher scores "
                          "most likely relevant")
+    ap.add_argument("--relabel-probability", type=float, default=0.5,
+                    help="the 'lg-relabel' row's --label-graph-relabel-probability")
     ap.add_argument("--loss", choices=("mnrl", "gist", "triplet"), default="mnrl",
                     help="mnrl: MultipleNegativesRankingLoss (in-batch negatives unfiltered); gist: GISTEmbedLoss "
                          "with the frozen bundled model as guide (in-batch and mined negatives it scores above the "

@@ -139,6 +139,7 @@ class Mined:
     seconds: float
     pairs_scored: int = 0
     synthetic: dict[int, str] = field(default_factory=dict)  # doc_idx -> text, for generated (not corpus) negatives
+    relabeled: tuple[np.ndarray, np.ndarray] | None = None  # (query_idx, doc_idx) written as extra positives
 
 
 @dataclass
@@ -165,7 +166,10 @@ class Recipe:
         q = np.concatenate([c.column("query_idx").to_numpy() for c in cand])
         d = np.concatenate([c.column("doc_idx").to_numpy() for c in cand])
         pairs = sum(int(v) for k, v in pipeline.report.notes.items() if "pair evaluations" in k)
-        return Mined(q, d, seconds, pairs)
+        extra = [b.relabeled for b in batches if b.relabeled is not None]
+        relabeled = (np.concatenate([t.column("query_idx").to_numpy() for t in extra]),
+                     np.concatenate([t.column("doc_idx").to_numpy() for t in extra])) if extra else None
+        return Mined(q, d, seconds, pairs, relabeled=relabeled)
 
 
 def sentence_transformers_recipe(name: str, **kwargs) -> Recipe:

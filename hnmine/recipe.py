@@ -87,6 +87,7 @@ class MineOptions:
     label_graph_queries: str | None = None
     label_graph_qrels: str | None = None
     label_graph_max_probability: float = same_as(LabelGraphDenoiser, "max_probability")
+    label_graph_relabel_probability: float = same_as(LabelGraphDenoiser, "relabel_probability")
 
     def validate(self) -> None:
         # Every range and choice, checked even where the option is unused, so a typo'd value never waits for the
@@ -115,11 +116,15 @@ class MineOptions:
             if self.retriever != "dense":
                 raise InputError(f"--label-graph-qrels with --retriever {self.retriever}: the teacher is fitted on "
                                  "the dense retriever's ranks and cosines; use --retriever dense")
-        if (self.relabel_false_negatives or self.max_false_negatives is not None) and all(
-                v is None for v in (self.max_score, self.margin, self.max_ratio, self.max_z, self.spread_margin)):
-            raise InputError("--relabel-false-negatives and --max-false-negatives act on the candidates a "
-                             "false-negative rule removes: give --max-score, --margin, --max-ratio, --max-z or "
-                             "--spread-margin")
+        rules = any(v is not None for v in (self.max_score, self.margin, self.max_ratio, self.max_z,
+                                            self.spread_margin))
+        if self.relabel_false_negatives and not rules and self.label_graph_qrels is None:
+            raise InputError("--relabel-false-negatives acts on the candidates a false-negative rule or the "
+                             "label-graph teacher removes: give --max-score, --margin, --max-ratio, --max-z, "
+                             "--spread-margin or --label-graph-qrels")
+        if self.max_false_negatives is not None and not rules:
+            raise InputError("--max-false-negatives acts on the candidates a false-negative rule removes: give "
+                             "--max-score, --margin, --max-ratio, --max-z or --spread-margin")
 
 
 def _needed_after_denoise(opts: MineOptions) -> int | None:
@@ -157,7 +162,8 @@ def build_pipeline(opts: MineOptions, max_positives: int = 10) -> Pipeline:
         # then scores fewer pairs); the retriever's own dense stage, so nothing is encoded twice.
         stages.append(LabelGraphDenoiser(queries=str(opts.label_graph_queries), qrels=str(opts.label_graph_qrels),
                                          max_probability=opts.label_graph_max_probability, seed=opts.seed,
-                                         dense=dense))
+                                         relabel=opts.relabel_false_negatives,
+                                         relabel_probability=opts.label_graph_relabel_probability, dense=dense))
     if opts.cross_encoder:
         stages.append(CrossEncoderDenoiser(model=opts.cross_encoder, max_score=opts.max_score, margin=opts.margin,
                                            max_ratio=opts.max_ratio, max_z=opts.max_z,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -65,6 +66,42 @@ def test_a_candidate_the_labels_co_list_with_the_positive_is_dropped_an_unrelate
     assert notes["label-graph teacher: labelled queries"] == 30
     assert notes["label-graph teacher: fitting queries"] == min(30, fit_queries)
     assert notes["label-graph teacher: fitting candidates"] == min(30, fit_queries) * 59
+
+
+def test_relabel_writes_the_dropped_candidates_at_or_above_its_own_threshold(tiny_sentence_transformer,
+                                                                             tmp_path):
+    """RLHN with this teacher: every dropped candidate becomes a flagged positive when the relabel threshold is
+    the drop threshold; a higher one relabels exactly the dropped candidates at or above it, and drops the rest."""
+    queries, qrels = write_labelled_set(tmp_path / "labelled")
+    docs = {f"{t}-{k}": f"note {k} on {t} number {k * 7 + i}" for i, t in enumerate(TOPICS) for k in range(10)}
+    data = make_data({"m": "tell me about the apple"}, docs, {"m": ["apple-0"]})
+    dense = DenseRetriever(model=tiny_sentence_transformer, top_k=60)
+    teacher = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), depth=59, dense=dense, relabel=True,
+                                 relabel_probability=0.25)
+    (batch,) = Pipeline([dense, PositiveExcluder(), RankWindow(0, 60), teacher]).run(data)
+    relabeled = {data.doc_ids[i] for i in batch.relabeled.column("doc_idx").to_pylist()}
+    assert relabeled == {f"apple-{k}" for k in range(1, 10)}  # every co-listed apple document, as above
+    assert len(batch.candidates) == 50 and not relabeled & {data.doc_ids[i] for i in
+                                                            batch.candidates.column("doc_idx").to_pylist()}
+    key = "label-graph teacher: likely false negatives written as extra positives (relabeled)"
+    assert teacher.notes()[key] == 9
+
+    # Graded probabilities (the fitted trees give these toy documents near 0 or 1): apple-k at k / 10.
+    (window,) = Pipeline([dense, PositiveExcluder(), RankWindow(0, 60)]).run(data)
+    names = [data.doc_ids[i] for i in window.candidates.column("doc_idx").to_pylist()]
+    graded = np.array([int(n[-1]) / 10 if n.startswith("apple-") else 0.0 for n in names])
+
+    class Graded:
+        def predict_proba(self, x):
+            return np.c_[1 - graded, graded]
+
+    teacher.relabel_probability, teacher._model, teacher._relabeled = 0.5, Graded(), 0
+    out = teacher.apply(window)
+    assert {data.doc_ids[i] for i in out.relabeled.column("doc_idx").to_pylist()} == \
+        {f"apple-{k}" for k in range(5, 10)}
+    kept = {data.doc_ids[i] for i in out.candidates.column("doc_idx").to_pylist()}
+    assert {"apple-1", "apple-2"} <= kept and not kept & {f"apple-{k}" for k in range(3, 10)}  # 0.3, 0.4: dropped
+    assert teacher.notes()[key] == 5
 
 
 def test_a_labelled_query_with_a_mined_querys_id_never_judges_it(tiny_sentence_transformer, tmp_path):
@@ -171,6 +208,22 @@ def test_cli_end_to_end_is_deterministic_and_records_the_probability(split_sampl
     assert entry["path"] == str(split_sample["lab_r.csv"]) and len(entry["sha256"]) == 64
 
 
+def test_cli_relabel_flags_the_teachers_surest_drops_as_positives(split_sample, sample_dir, tmp_path):
+    """--relabel-false-negatives needs no false-negative rule when the label-graph teacher runs."""
+    out = tmp_path / "o.parquet"
+    result = mine(split_sample, sample_dir, out, *labelled(split_sample), "--seed", "3", "--relabel-false-negatives",
+                  "--label-graph-relabel-probability", "0.25")
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pydict()
+    relabeled = {(q, p) for q, p, f in zip(rows["query_id"], rows["positive_id"], rows["positive_relabeled"]) if f}
+    mined = pq.read_table(split_sample["mine_r.parquet"]).to_pydict()
+    known = set(zip(mined["query_id"], mined["doc_id"]))
+    assert relabeled and not relabeled & known and not relabeled & set(zip(rows["query_id"], rows["negative_id"]))
+    notes = json.loads(out.with_name("o.parquet.manifest.json").read_text())["counts"]["notes"]
+    assert notes["label-graph teacher: likely false negatives written as extra positives (relabeled)"] >= \
+        len(relabeled)
+
+
 @pytest.fixture(scope="module")
 def local_output(split_sample, sample_dir, tmp_path_factory) -> Path:
     """The local run the Ray runs are compared with."""
@@ -227,6 +280,7 @@ def test_with_the_corpus_on_the_workers_its_retriever_must_search_the_shards(tmp
 @pytest.mark.parametrize(("extra", "message"), [
     (["--label-graph-max-probability", "0"], "--label-graph-max-probability must be > 0.0"),
     (["--label-graph-max-probability", "2"], "--label-graph-max-probability must be <= 1.0"),
+    (["--label-graph-relabel-probability", "0"], "--label-graph-relabel-probability must be > 0.0"),
     (["--label-graph-qrels", "MISSING"], "--label-graph-qrels MISSING: not found"),
     (["--label-graph-queries", "MISSING"], "--label-graph-queries MISSING: not found"),
 ])
