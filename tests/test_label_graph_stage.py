@@ -104,6 +104,36 @@ def test_relabel_writes_the_dropped_candidates_at_or_above_its_own_threshold(tin
     assert teacher.notes()[key] == 5
 
 
+def test_several_known_positives_give_each_candidate_its_highest_probability(tiny_sentence_transformer, tmp_path):
+    """A query with two known positives: each candidate's probability is the higher of the two it gets with
+    either positive alone (same candidates, same fitted teacher); a query with one is judged as before, and a
+    query without one is not judged (NaN) and keeps its candidates."""
+    queries, qrels = write_labelled_set(tmp_path / "labelled")
+    docs = {f"{t}-{k}": f"note {k} on {t} number {k * 7 + i}" for i, t in enumerate(TOPICS) for k in range(10)}
+    data = make_data({"m": "apples and bridges", "n": "tell me about the comet", "o": "and the desert"}, docs,
+                     {"m": ["apple-0", "bridge-0"], "n": ["comet-0"]})
+    dense = DenseRetriever(model=tiny_sentence_transformer, top_k=60)
+    teacher = LabelGraphDenoiser(queries=str(queries), qrels=str(qrels), depth=59, dense=dense,
+                                 max_probability=1.0)
+    (window,) = Pipeline([dense, PositiveExcluder(), RankWindow(0, 60)]).run(data)
+    positives = window.positives
+
+    def probability(keep_doc: str | None) -> np.ndarray:
+        kept = positives if keep_doc is None else positives.filter(pc.invert(pc.equal(
+            positives.column("doc_idx"), data.doc_ids.index(keep_doc))))
+        out = teacher.apply(window.with_positives(kept))
+        assert out.num_candidates == window.num_candidates  # max_probability 1.0: nothing dropped
+        return out.candidates.column(LABEL_GRAPH_PROBABILITY).to_numpy(zero_copy_only=False)
+
+    both, apple_only, bridge_only = probability(None), probability("bridge-0"), probability("apple-0")
+    q = window.candidates.column("query_idx").to_numpy()
+    m, n, o = q == 0, q == 1, q == 2
+    np.testing.assert_array_equal(both[m], np.fmax(apple_only[m], bridge_only[m]))
+    assert (apple_only[m] != bridge_only[m]).any()  # the two positives do judge differently
+    np.testing.assert_array_equal(both[n], apple_only[n])
+    assert np.isnan(both[o]).all() and not np.isnan(both[m | n]).any()
+
+
 def test_a_labelled_query_with_a_mined_querys_id_never_judges_it(tiny_sentence_transformer, tmp_path):
     queries, qrels = write_labelled_set(tmp_path / "labelled")
     docs = {f"{t}-{k}": f"note {k} on {t}" for t in TOPICS for k in range(10)}

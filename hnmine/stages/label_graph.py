@@ -260,16 +260,19 @@ class LabelGraphDenoiser(Stage):
         pq, pd = positives.column("query_idx").to_numpy(), positives.column("doc_idx").to_numpy()
         known_of = [pd[pq == i] for i in queries]
         texts = [batch.data.query_texts[i] for i in queries]
-        probability = np.full(len(q), np.nan)
         # Several known positives: the candidate's highest probability over them (the most cautious reading).
+        # Slot s judges only the queries with more than s positives, all their candidates together (every feature
+        # is read within its query), so the work is the number of (candidate, positive) pairs. A query without
+        # a positive has nothing to compare with: not judged (NaN), kept.
+        probability = np.full(len(q), np.nan)
         for slot in range(max((len(k) for k in known_of), default=0)):
-            known = np.array([k[min(slot, len(k) - 1)] if len(k) else 0 for k in known_of], dtype=np.int64)
-            x = teacher_features(self._graph, self.dense._query_emb[queries], texts, local, d, known, rank, cosine)
+            judged = np.flatnonzero([len(k) > slot for k in known_of])
+            rows = np.isin(local, judged)
+            known = np.array([known_of[i][slot] for i in judged], dtype=np.int64)
+            x = teacher_features(self._graph, self.dense._query_emb[queries[judged]], [texts[i] for i in judged],
+                                 np.searchsorted(judged, local[rows]), d[rows], known, rank[rows], cosine[rows])
             with _one_thread():
-                p = self._model.predict_proba(x)[:, 1]
-            probability = np.fmax(probability, p)
-        has_positive = np.array([len(k) > 0 for k in known_of])[local]
-        probability[~has_positive] = np.nan  # no positive to compare with: not judged, kept
+                probability[rows] = np.fmax(probability[rows], self._model.predict_proba(x)[:, 1])
         cand = set_column(cand, LABEL_GRAPH_PROBABILITY, probability, pa.float32())
         with np.errstate(invalid="ignore"):
             drop = probability >= self.max_probability
