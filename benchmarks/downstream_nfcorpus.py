@@ -21,7 +21,9 @@ Rows (``--rows``): ``zero-shot`` (not trained), ``random`` (seeded random non-po
 queries not mined here; ``--label-drop``), ``lg`` (``hnmine mine`` itself with the label-graph stage over
 dense ranks 1-50, labelled set = the train queries not mined here, default threshold) and ``lg-relabel``
 (the same with ``--relabel-false-negatives``: the dropped candidates at ``--relabel-probability`` or above
-become extra positives, each in one more row with one of its query's mined negatives).
+become extra positives, each in one more row with one of its query's mined negatives) and ``lg-more``, its
+control: the same rows, with the query's known positive where ``lg-relabel`` puts an extra one (as many
+training steps, no relabeled information).
 Every trained row runs at each seed of ``--seeds``; the report gives mean ± standard deviation over seeds and
 the **paired** per-seed differences (same seed = same initial shuffling and dropout), and calls a difference
 real only when it is larger than twice its spread.
@@ -64,7 +66,7 @@ from false_negatives import (
 
 ROOT = Path(__file__).resolve().parents[1]
 NFCORPUS = ROOT.parent / "shared" / "datasets" / "nfcorpus"
-ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher", "labels", "lg", "lg-relabel")
+ROWS = ("zero-shot", "random", "st", "hnmine", "best", "teacher", "labels", "lg", "lg-relabel", "lg-more")
 
 
 def log(msg: str) -> None:
@@ -174,6 +176,8 @@ def mine(row: str, setting: Setting, args: argparse.Namespace, out: Path) -> dic
     if path.exists() and info_path.exists():
         return json.loads(info_path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
+    if row == "lg-more":
+        return more_rows_control(setting, args, out, path)
     start = time.perf_counter()
     relabeled = None
     if row == "random":
@@ -206,12 +210,32 @@ def mine(row: str, setting: Setting, args: argparse.Namespace, out: Path) -> dic
         pick_rows = np.array(pick, dtype=np.int64)
         positive = np.concatenate([positive, np.array(extra, dtype=np.int64)])
         q, d = np.concatenate([q, q[pick_rows]]), np.concatenate([d, d[pick_rows]])
-        info["rows"] = len(q)
+        info.update({"rows": len(q), "extra_rows": len(pick)})
     pq.write_table(pa.table({"query": [data.query_texts[a] for a in q],
                              "positive": [data.doc_texts[p] for p in positive],
                              "negative": [data.doc_texts[b] for b in d]}), path)
     info_path.write_text(json.dumps(info, indent=1))
     log(f"mined {row}: {info}")
+    return info
+
+
+def more_rows_control(setting: Setting, args: argparse.Namespace, out: Path, path: Path) -> dict[str, Any]:
+    """``lg-relabel``'s very rows (mined once), with each extra positive replaced by its query's known positive:
+    the same negatives and training steps without the relabeled documents. Derived from that file rather than
+    mined again, since a second mine may differ in the last float where the thread count differs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    info = mine("lg-relabel", setting, args, out)
+    rows = pq.read_table(path.with_name("lg-relabel.parquet")).to_pydict()
+    first = len(rows["query"]) - info["extra_rows"]  # the extra rows follow the (query, known, negative) ones
+    known: dict[str, str] = {}
+    for query, positive in zip(rows["query"][:first], rows["positive"][:first]):
+        known.setdefault(query, positive)
+    positives = rows["positive"][:first] + [known[query] for query in rows["query"][first:]]
+    pq.write_table(pa.table({"query": rows["query"], "positive": positives, "negative": rows["negative"]}), path)
+    info = {**info, "control": "lg-relabel's rows, the query's known positive in place of each extra one"}
+    path.with_suffix(".json").write_text(json.dumps(info, indent=1))
     return info
 
 
