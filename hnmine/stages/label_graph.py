@@ -180,9 +180,10 @@ class LabelGraphDenoiser(Stage):
         encoder = self.dense.encoder()
         query_prompt, _ = self.dense.prompts(encoder)
         emb = self.engine.encode(encoder, labelled.query_texts, query_prompt, "encode labelled queries")
-        if emb.shape[1] != self.dense.corpus_dimension():
+        dim = self.dense.corpus_dimension()
+        if emb.shape[1] != dim:
             raise InputError(f"the labelled queries' embeddings (model {self.dense.model}) have dimension "
-                             f"{emb.shape[1]}, the corpus embeddings {self.dense.corpus_dimension()}")
+                             f"{emb.shape[1]}, the corpus embeddings {dim}")
         n = labelled.num_queries
         # The queries that play mined ones: all, or a seeded sample of fit_queries (the trees need thousands of
         # queries, not a large labelled set's hundreds of thousands; every labelled query still votes in the graph).
